@@ -1,0 +1,38 @@
+import { open, rename } from 'node:fs/promises'
+import { constants as fsConstants } from 'node:fs'
+
+// O_EXCL refuses to follow or reuse anything already at the path (a planted symlink included).
+const CREATE_EXCLUSIVE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW
+
+/** Creates a new file with mode 0600 (backups hold all of the app's data), writes it and flushes it to disk. */
+export async function writeNewFile (path: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(path, CREATE_EXCLUSIVE, 0o600)
+  try {
+    await handle.writeFile(data)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Creates an empty file with mode 0600, failing if anything exists at the path. */
+export async function createEmptyFile (path: string): Promise<void> {
+  const handle = await open(path, CREATE_EXCLUSIVE, 0o600)
+  await handle.close()
+}
+
+/** Flushes a directory so that the renames and unlinks inside it survive a power loss. */
+export async function syncDirectory (path: string): Promise<void> {
+  const handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Renames within one directory and makes the new name durable. */
+export async function renameDurably (from: string, to: string, directory: string): Promise<void> {
+  await rename(from, to)
+  await syncDirectory(directory)
+}

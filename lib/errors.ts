@@ -1,0 +1,65 @@
+import createError from '@fastify/error'
+
+// Every error a user can meet, declared once. Messages say what to do about it.
+
+export const FST_SQLITE_BACKUP_INVALID_OPTION = createError(
+  'FST_SQLITE_BACKUP_INVALID_OPTION',
+  'Invalid option "%s": expected %s',
+  500,
+  TypeError
+)
+
+export const FST_SQLITE_BACKUP_UNKNOWN_OPTION = createError(
+  'FST_SQLITE_BACKUP_UNKNOWN_OPTION',
+  'Unknown option "%s"%s',
+  500,
+  TypeError
+)
+
+export const FST_SQLITE_BACKUP_INVALID_DATABASE = createError(
+  'FST_SQLITE_BACKUP_INVALID_DATABASE',
+  'Cannot back up this database: %s'
+)
+
+export const FST_SQLITE_BACKUP_INVALID_DESTINATION = createError(
+  'FST_SQLITE_BACKUP_INVALID_DESTINATION',
+  'Cannot use "%s" as the backup destination: %s'
+)
+
+export const FST_SQLITE_BACKUP_ALREADY_REGISTERED = createError(
+  'FST_SQLITE_BACKUP_ALREADY_REGISTERED',
+  'fastify-sqlite-backup is already registered on this instance; register it once per database, in separate encapsulated contexts if you need several'
+)
+
+export const FST_SQLITE_BACKUP_NOT_READY = createError(
+  'FST_SQLITE_BACKUP_NOT_READY',
+  'Backups start once the app is ready; call fastify.backup.now() after fastify.ready() or from a route',
+  503
+)
+
+export const FST_SQLITE_BACKUP_CLOSED = createError(
+  'FST_SQLITE_BACKUP_CLOSED',
+  'The app is closing, so no backup was taken; the previous backups are untouched',
+  503
+)
+
+export const FST_SQLITE_BACKUP_TIMEOUT = createError(
+  'FST_SQLITE_BACKUP_TIMEOUT',
+  'The backup did not finish within %d ms and was aborted; no file was published. If a long write transaction holds the database, wait for it to end, or raise the "timeout" option',
+  504
+)
+
+export const FST_SQLITE_BACKUP_SNAPSHOT_FAILED = createError(
+  'FST_SQLITE_BACKUP_SNAPSHOT_FAILED',
+  'Could not read a snapshot of the database: %s'
+)
+
+export const FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT = createError(
+  'FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT',
+  'The snapshot failed PRAGMA quick_check (%s), so it was not published; the source database may be corrupt: run PRAGMA integrity_check on it'
+)
+
+export const FST_SQLITE_BACKUP_PUBLISH_FAILED = createError(
+  'FST_SQLITE_BACKUP_PUBLISH_FAILED',
+  'Could not write the backup into "%s": %s. Nothing was published; check free space and permissions of the destination'
+)

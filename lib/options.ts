@@ -1,0 +1,190 @@
+import { statSync, accessSync, constants as fsConstants } from 'node:fs'
+import { resolve, dirname } from 'node:path'
+import { parse as parseDuration } from '@lukeed/ms'
+import type { Database } from 'better-sqlite3'
+import type { FastifySqliteBackupOptions, Duration } from '../types/index'
+import {
+  FST_SQLITE_BACKUP_INVALID_OPTION,
+  FST_SQLITE_BACKUP_UNKNOWN_OPTION,
+  FST_SQLITE_BACKUP_INVALID_DATABASE,
+  FST_SQLITE_BACKUP_INVALID_DESTINATION
+} from './errors'
+
+export const DEFAULT_INTERVAL = 10 * 60_000
+export const DEFAULT_KEEP = 24
+export const DEFAULT_TIMEOUT = 10 * 60_000
+export const DEFAULT_CLOSE_TIMEOUT = 10_000
+// setTimeout() cannot wait longer than this; a larger delay fires at once.
+const MAX_TIMER_DELAY = 2 ** 31 - 1
+
+export interface ResolvedOptions {
+  /** Absolute path of the database file; the plugin opens its own connections to it. */
+  databasePath: string
+  destination: string
+  /** 0 means no schedule. */
+  interval: number
+  keep: number
+  runOnStart: boolean
+  timeout: number
+  closeTimeout: number
+}
+
+const KNOWN_OPTIONS = ['database', 'destination', 'interval', 'keep', 'runOnStart', 'timeout', 'closeTimeout'] as const
+
+/**
+ * Validates the user's options and returns a resolved copy. Reads the filesystem (stat) but changes nothing,
+ * so a rejected registration leaves no trace.
+ */
+export function resolveOptions (options: unknown): ResolvedOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION('options', 'an object with at least "database" and "destination"')
+  }
+  for (const key of Object.keys(options)) {
+    if (!(KNOWN_OPTIONS as readonly string[]).includes(key)) {
+      const near = closestName(key, KNOWN_OPTIONS)
+      throw new FST_SQLITE_BACKUP_UNKNOWN_OPTION(key, near ? `; did you mean "${near}"?` : `; known options: ${KNOWN_OPTIONS.join(', ')}`)
+    }
+  }
+  const opts = options as Partial<FastifySqliteBackupOptions>
+
+  const databasePath = resolveDatabase(opts.database)
+  const destination = resolveDestination(opts.destination, databasePath)
+
+  return {
+    databasePath,
+    destination,
+    interval: opts.interval === false ? 0 : duration('interval', opts.interval, DEFAULT_INTERVAL, { allowZero: true }),
+    keep: positiveInteger('keep', opts.keep, DEFAULT_KEEP),
+    runOnStart: boolean('runOnStart', opts.runOnStart, false),
+    timeout: duration('timeout', opts.timeout, DEFAULT_TIMEOUT, { allowZero: false }),
+    closeTimeout: duration('closeTimeout', opts.closeTimeout, DEFAULT_CLOSE_TIMEOUT, { allowZero: true })
+  }
+}
+
+function resolveDatabase (database: unknown): string {
+  if (typeof database === 'string') {
+    const path = checkedPath('database', database)
+    let stats
+    try {
+      stats = statSync(path)
+    } catch {
+      throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist; create the database before registering the plugin`)
+    }
+    if (!stats.isFile()) throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`"${path}" is not a file`)
+    return path
+  }
+  if (isDatabaseHandle(database)) {
+    if (!database.open) throw new FST_SQLITE_BACKUP_INVALID_DATABASE('the connection is closed; pass an open connection')
+    if (database.memory || database.name === '' || database.name === ':memory:') {
+      throw new FST_SQLITE_BACKUP_INVALID_DATABASE('it is an in-memory or temporary database, which no other connection can read; open a database file instead')
+    }
+    return resolve(database.name)
+  }
+  throw new FST_SQLITE_BACKUP_INVALID_OPTION('database', 'a better-sqlite3 Database or the path of a database file')
+}
+
+// Duck-typed so that a second copy of better-sqlite3 in the app's tree is accepted too.
+function isDatabaseHandle (value: unknown): value is Database {
+  return value !== null && typeof value === 'object' &&
+    typeof (value as Database).prepare === 'function' &&
+    typeof (value as Database).name === 'string' &&
+    typeof (value as Database).open === 'boolean'
+}
+
+function resolveDestination (destination: unknown, databasePath: string): string {
+  const path = checkedPath('destination', destination)
+  if (path === databasePath) {
+    throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, 'it is the database file itself; choose a directory')
+  }
+  let stats
+  try {
+    stats = statSync(path)
+  } catch {
+    // Missing: it will be created, so its nearest existing ancestor must be a writable directory.
+    return checkCreatable(path)
+  }
+  if (!stats.isDirectory()) throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, 'it is not a directory')
+  if (!isWritableDirectory(path)) throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, 'the process may not write to it')
+  return path
+}
+
+function checkCreatable (path: string): string {
+  let ancestor = dirname(path)
+  for (;;) {
+    try {
+      const stats = statSync(ancestor)
+      if (!stats.isDirectory()) throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, `"${ancestor}" is not a directory`)
+      if (!isWritableDirectory(ancestor)) throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, `it is missing and the process may not create it in "${ancestor}"`)
+      return path
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      ancestor = dirname(ancestor)
+    }
+  }
+}
+
+function isWritableDirectory (path: string): boolean {
+  try {
+    accessSync(path, fsConstants.W_OK | fsConstants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function checkedPath (name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.trim() === '' || value.includes('\0')) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a non-empty path without NUL bytes')
+  }
+  return resolve(value)
+}
+
+function duration (name: string, value: Duration | undefined, fallback: number, { allowZero }: { allowZero: boolean }): number {
+  if (value === undefined) return fallback
+  const ms = typeof value === 'string' ? parseDuration(value.trim()) : value
+  const expected = `${allowZero ? 'zero or ' : ''}a positive whole number of milliseconds up to ${MAX_TIMER_DELAY}, or a duration such as '30s', '10m' or '1h'`
+  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 0 || ms > MAX_TIMER_DELAY || (ms === 0 && !allowZero)) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, expected)
+  }
+  return ms
+}
+
+function positiveInteger (name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a whole number of at least 1')
+  }
+  return value
+}
+
+function boolean (name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'true or false')
+  return value
+}
+
+/** The known name closest to a misspelled one, if it is close enough to be a likely typo. */
+export function closestName (name: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of candidates) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined
+}
+
+function editDistance (a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]
+}

@@ -1,0 +1,56 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
+import Database from 'better-sqlite3'
+import { readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
+
+
+
+export interface DatabaseSpec {
+  journalMode?: 'wal' | 'delete'
+  /** Rows of about 1 KB each in table `items`. */
+  rows?: number
+}
+
+/** A real database file with an `items` table and a `pairs` table that writers fill two rows per transaction. */
+export function createDatabase (path: string, { journalMode = 'wal', rows = 100 }: DatabaseSpec = {}): Database.Database {
+  const db = new Database(path)
+  db.pragma(`journal_mode = ${journalMode}`)
+  db.exec('CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body BLOB); CREATE TABLE IF NOT EXISTS pairs (id INTEGER PRIMARY KEY, n INTEGER)')
+  const insert = db.prepare('INSERT INTO items (body) VALUES (randomblob(1000))')
+  db.transaction(() => { for (let i = 0; i < rows; i++) insert.run() })()
+  return db
+}
+
+/** Registers the plugin on a fresh instance, closed when the test ends. */
+export async function buildApp (t: Test, options: FastifySqliteBackupOptions, { ready = true } = {}): Promise<FastifyInstance> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(backup, options)
+  if (ready) await app.ready()
+  return app
+}
+
+export function count (path: string, table: string): number {
+  const db = new Database(path, { readonly: true, fileMustExist: true })
+  try {
+    return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n
+  } finally {
+    db.close()
+  }
+}
+
+export function integrityCheck (path: string): string {
+  const db = new Database(path, { readonly: true, fileMustExist: true })
+  try {
+    return db.pragma('integrity_check', { simple: true }) as string
+  } finally {
+    db.close()
+  }
+}
+
+/** The published backup files in a destination, oldest first. */
+export function backupFiles (dir: string): string[] {
+  return readdirSync(dir).filter((name) => name.endsWith('.sqlite')).sort().map((name) => join(dir, name))
+}
