@@ -54,9 +54,9 @@ export const FST_SQLITE_BACKUP_SNAPSHOT_FAILED = createError(
   'Could not read a snapshot of the database: %s'
 )
 
-export const FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT = createError(
-  'FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT',
-  'The snapshot failed PRAGMA quick_check (%s), so it was not published; the source database may be corrupt: run PRAGMA integrity_check on it'
+export const FST_SQLITE_BACKUP_CORRUPT_DATABASE = createError(
+  'FST_SQLITE_BACKUP_CORRUPT_DATABASE',
+  'The database looks corrupt (%s), so no backup was published; run PRAGMA integrity_check on it, and restore a good backup if it fails'
 )
 
 export const FST_SQLITE_BACKUP_PUBLISH_FAILED = createError(

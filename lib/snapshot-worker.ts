@@ -91,8 +91,8 @@ function checkCopy (path: string): void {
     const rows = copy.pragma('quick_check') as Array<{ quick_check: string }>
     const problems = rows.map((row) => row.quick_check).filter((line) => line !== 'ok')
     if (problems.length > 0) {
-      const error = new Error(problems.slice(0, 3).join('; ')) as Error & { code: string }
-      error.code = 'CORRUPT_SNAPSHOT'
+      const error = new Error(`quick_check: ${problems.slice(0, 3).join('; ')}`) as Error & { code: string }
+      error.code = 'SQLITE_CORRUPT'
       throw error
     }
   } finally {

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { createEmptyFile } from './durable-fs'
 import {
   FST_SQLITE_BACKUP_SNAPSHOT_FAILED,
-  FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT,
+  FST_SQLITE_BACKUP_CORRUPT_DATABASE,
   FST_SQLITE_BACKUP_TIMEOUT,
   FST_SQLITE_BACKUP_CLOSED
 } from './errors'
@@ -77,7 +77,7 @@ export async function takeSnapshot ({ source, tempPath, timeout, signal }: Snaps
     })
     if (reply.type === 'done') return reply.info
     if (reply.type === 'error') {
-      if (reply.code === 'CORRUPT_SNAPSHOT') throw new FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT(reply.message)
+      if (reply.code === 'SQLITE_CORRUPT' || reply.code === 'SQLITE_NOTADB') throw new FST_SQLITE_BACKUP_CORRUPT_DATABASE(reply.message)
       throw new FST_SQLITE_BACKUP_SNAPSHOT_FAILED(reply.code ? `${reply.message} (${reply.code})` : reply.message)
     }
     throw stopError(stopReason, timeout)

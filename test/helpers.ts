@@ -3,9 +3,10 @@ import type { Test } from 'tap'
 import Database from 'better-sqlite3'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { fork, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { setTimeout as delay } from 'node:timers/promises'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
-
-
 
 export interface DatabaseSpec {
   journalMode?: 'wal' | 'delete'
@@ -53,4 +54,21 @@ export function integrityCheck (path: string): string {
 /** The published backup files in a destination, oldest first. */
 export function backupFiles (dir: string): string[] {
   return readdirSync(dir).filter((name) => name.endsWith('.sqlite')).sort().map((name) => join(dir, name))
+}
+
+/** Starts the pair writer in another process; it is killed when the test ends. */
+export async function startPairWriter (t: Test, databasePath: string): Promise<ChildProcess> {
+  const child = fork(join(__dirname, 'fixtures', 'pair-writer.js'), [databasePath], { stdio: 'inherit' })
+  t.teardown(() => { child.kill('SIGKILL') })
+  await once(child, 'message')
+  return child
+}
+
+/** Polls `condition` until it holds; fails after `ms`. Uses node:timers/promises, which fake clocks leave alone. */
+export async function waitFor (condition: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`)
+    await delay(5)
+  }
 }

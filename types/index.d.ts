@@ -109,7 +109,7 @@ declare namespace fastifySqliteBackup {
     FST_SQLITE_BACKUP_CLOSED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_CLOSED' }>
     FST_SQLITE_BACKUP_TIMEOUT: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_TIMEOUT' }>
     FST_SQLITE_BACKUP_SNAPSHOT_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_SNAPSHOT_FAILED' }>
-    FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_CORRUPT_SNAPSHOT' }>
+    FST_SQLITE_BACKUP_CORRUPT_DATABASE: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_CORRUPT_DATABASE' }>
     FST_SQLITE_BACKUP_PUBLISH_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' }>
   }
 

@@ -1,0 +1,49 @@
+// Compile-time tests of the public types: `npm run typecheck` fails if a good call stops compiling or a bad one starts to.
+import Fastify from 'fastify'
+import Database from 'better-sqlite3'
+import backup, { fastifySqliteBackup, errors, type BackupResult, type BackupStatus, type FastifySqliteBackupOptions } from '..'
+
+const app = Fastify()
+const db = new Database(':memory:')
+
+app.register(backup, { database: db, destination: './backups' })
+app.register(fastifySqliteBackup, { database: './app.db', destination: './backups', interval: '1h', keep: 3 })
+app.register(backup, { database: db, destination: './backups', interval: false, runOnStart: true, timeout: 60_000, closeTimeout: '5s' })
+
+// @ts-expect-error: database and destination are required
+app.register(backup, {})
+// @ts-expect-error: destination is required
+app.register(backup, { database: db })
+// @ts-expect-error: unknown option
+app.register(backup, { database: db, destination: './backups', intervall: '1h' })
+// @ts-expect-error: keep is a number
+app.register(backup, { database: db, destination: './backups', keep: '3' })
+// @ts-expect-error: interval may be false, not true
+app.register(backup, { database: db, destination: './backups', interval: true })
+// @ts-expect-error: database is a Database or a path
+app.register(backup, { database: 42, destination: './backups' })
+
+const options: FastifySqliteBackupOptions = { database: db, destination: '/var/backups/app' }
+app.register(backup, options)
+
+app.post('/backup', async () => {
+  const result: BackupResult = await app.backup.now()
+  const forced: BackupResult = await app.backup.now({ force: true })
+  const skipped: boolean = result.skipped
+  const size: number = forced.bytes
+  const started: Date = result.startedAt
+  const sha: string = result.metadata.sha256
+  // @ts-expect-error: force is a boolean
+  await app.backup.now({ force: 'yes' })
+  return { skipped, size, started, sha }
+})
+
+const status: BackupStatus = app.backup.status()
+const next: Date | null = status.nextRunAt
+const running: boolean = status.running
+// @ts-expect-error: status() is synchronous
+status.then(() => {})
+
+const error = new errors.FST_SQLITE_BACKUP_CLOSED()
+const code: 'FST_SQLITE_BACKUP_CLOSED' = error.code
+export { next, running, code }
