@@ -24,9 +24,10 @@ async function run (): Promise<SnapshotInfo> {
   try {
     // Short native waits keep this thread responsive to an abort; the run's timeout bounds the retries.
     source.pragma(`busy_timeout = ${job.lockRetryMs}`)
-    // The copy streams through the page cache; a small cache keeps the worker's memory flat at any size.
-    source.pragma(`cache_size = -${job.cacheKiB}`)
     await beginReadTransaction(source)
+    // The copy streams through the page cache; a small cache keeps the worker's memory flat at any size.
+    // (Set inside the transaction: the pragma reads the schema, which needs the lock.)
+    source.pragma(`cache_size = -${job.cacheKiB}`)
     // Read inside the snapshot, so that these figures describe exactly the copied pages.
     const journalMode = source.pragma('journal_mode', { simple: true }) as string
     const pageSize = source.pragma('page_size', { simple: true }) as number

@@ -1,11 +1,10 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import Database from 'better-sqlite3'
-import { readdirSync } from 'node:fs'
+import { readdirSync, readlinkSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { setTimeout as delay } from 'node:timers/promises'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 
 export interface DatabaseSpec {
@@ -64,11 +63,39 @@ export async function startPairWriter (t: Test, databasePath: string): Promise<C
   return child
 }
 
-/** Polls `condition` until it holds; fails after `ms`. Uses node:timers/promises, which fake clocks leave alone. */
+// Captured at load, before any test installs a fake clock, so that waiting keeps working under one.
+const realSetTimeout = globalThis.setTimeout
+const realDate = Date
+
+/** Real-time delay, unaffected by fake clocks. */
+export function delay (ms: number): Promise<void> {
+  return new Promise((resolve) => realSetTimeout(resolve, ms))
+}
+
+/** Polls `condition` until it holds; fails after `ms` of real time. */
 export async function waitFor (condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
+  const deadline = realDate.now() + ms
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`)
+    if (realDate.now() > deadline) throw new Error(`condition not met within ${ms} ms`)
     await delay(5)
   }
+}
+
+/** Files this process holds open below `dir` (from /proc/self/fd). */
+export function openFilesUnder (dir: string): string[] {
+  const files: string[] = []
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`)
+      if (target.startsWith(dir)) files.push(target)
+    } catch {
+      // The fd of readdir itself is gone by now.
+    }
+  }
+  return files
+}
+
+/** Threads of this process: a worker thread that is still alive shows here. */
+export function threadCount (): number {
+  return Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1])
 }
