@@ -10,8 +10,11 @@ import {
   FST_SQLITE_BACKUP_NOT_READY,
   FST_SQLITE_BACKUP_CLOSED,
   FST_SQLITE_BACKUP_INVALID_OPTION,
-  FST_SQLITE_BACKUP_PUBLISH_FAILED
+  FST_SQLITE_BACKUP_INVALID_DATABASE,
+  FST_SQLITE_BACKUP_PUBLISH_FAILED,
+  FST_SQLITE_BACKUP_SNAPSHOT_FAILED
 } from './errors'
+import { createEmptyFile } from './durable-fs'
 
 /** The callers waiting for one run; every one of them called before the run started. */
 interface Batch {
@@ -53,7 +56,11 @@ export class BackupManager {
 
   /** Runs on `onReady`: quick work only (no backup is awaited here). */
   async start (): Promise<void> {
-    this.detector = new ChangeDetector(this.options.databasePath)
+    try {
+      this.detector = new ChangeDetector(this.options.databasePath)
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`${(err as Error).message} (${this.options.databasePath})`, { cause: err })
+    }
     const journalMode = this.detector.journalMode()
     if (journalMode !== 'wal') {
       this.log.warn({ journalMode }, 'sqlite backup: the database is in %s journal mode, so writers wait while a backup reads it; switch it to WAL (PRAGMA journal_mode = WAL) for backups that block no writer', journalMode)
@@ -116,10 +123,16 @@ export class BackupManager {
     if (this.active || !this.queued) return
     const batch = this.queued
     this.queued = undefined
-    this.active = this.run(batch.force).then(batch.resolve, batch.reject).finally(() => {
+    // The run is over before its callers hear of it: status() says so, and a caller's next now() starts afresh.
+    const settle = (notify: () => void): void => {
       this.active = undefined
       this.startNext()
-    })
+      notify()
+    }
+    this.active = this.run(batch.force).then(
+      (result) => settle(() => batch.resolve(result)),
+      (err: Error) => settle(() => batch.reject(err))
+    )
   }
 
   private async scheduledRun (): Promise<void> {
@@ -150,13 +163,20 @@ export class BackupManager {
   }
 
   private async backup (force: boolean, startedAt: Date): Promise<BackupResult> {
-    const version = this.detector!.version()
+    const version = this.readVersion()
     if (!force && this.newest && version !== undefined && version === this.versionAtLastBackup) {
       return this.result(this.newest, true, startedAt)
     }
 
     const id = newBackupId(startedAt)
     const tempPath = this.destination.tempPath(id, 'sqlite')
+    try {
+      // Recreated if someone removed it since the start; the temp file proves it is writable.
+      await this.destination.ensureDirectory()
+      await createEmptyFile(tempPath)
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
+    }
     const snapshot = await takeSnapshot({
       source: this.options.databasePath,
       tempPath,
@@ -195,6 +215,14 @@ export class BackupManager {
     this.versionAtLastBackup = version
     await this.applyRetention()
     return this.result(metadata, false, startedAt)
+  }
+
+  private readVersion (): number | undefined {
+    try {
+      return this.detector!.version()
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_SNAPSHOT_FAILED((err as Error).message, { cause: err })
+    }
   }
 
   /** Deletes the backups beyond `keep`, only ever after a new one was published. A failure here is logged, not thrown. */

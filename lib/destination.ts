@@ -17,10 +17,6 @@ export function newBackupId (date: Date): string {
   return `${stamp}-${randomBytes(4).toString('hex')}`
 }
 
-export function isBackupId (value: unknown): value is string {
-  return typeof value === 'string' && BACKUP_ID.test(`${value}.sqlite`)
-}
-
 /** The local directory that holds the backups: `<id>.sqlite` beside its metadata `<id>.json`. */
 export class LocalDestination {
   readonly directory: string

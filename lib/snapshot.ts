@@ -2,7 +2,6 @@ import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
 import { rm } from 'node:fs/promises'
 import { once } from 'node:events'
-import { createEmptyFile } from './durable-fs'
 import {
   FST_SQLITE_BACKUP_SNAPSHOT_FAILED,
   FST_SQLITE_BACKUP_CORRUPT_DATABASE,
@@ -48,12 +47,15 @@ export interface SnapshotRequest {
 }
 
 /**
- * Copies a consistent snapshot of `source` into `tempPath` (created 0600), checked with quick_check and flushed,
- * in a worker thread. On any failure or abort the temp file is gone when the promise settles.
+ * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), checks it
+ * with quick_check and flushes it, in a worker thread. On any failure or abort the temp file is gone when the
+ * promise settles.
  */
 export async function takeSnapshot ({ source, tempPath, timeout, signal }: SnapshotRequest): Promise<SnapshotInfo> {
-  if (signal.aborted) throw new FST_SQLITE_BACKUP_CLOSED()
-  await createEmptyFile(tempPath)
+  if (signal.aborted) {
+    await removeTemp(tempPath)
+    throw new FST_SQLITE_BACKUP_CLOSED()
+  }
   const job: SnapshotJob = { source, tempPath, pagesPerStep: PAGES_PER_STEP, lockRetryMs: LOCK_RETRY_MS, cacheKiB: SOURCE_CACHE_KIB }
   const worker = new Worker(join(__dirname, 'snapshot-worker.js'), { workerData: job })
   const exited = once(worker, 'exit')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
-import { statSync, readdirSync, readFileSync, existsSync, openSync, writeSync, closeSync } from 'node:fs'
+import { statSync, readdirSync, readFileSync, existsSync, openSync, writeSync, closeSync, rmSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
 import { createDatabase, buildApp, count, integrityCheck, backupFiles } from './helpers'
@@ -206,4 +206,71 @@ t.test('a corrupt source is not published and the error says so', async (t) => {
     t.same(readdirSync(destination), [], 'nothing published, no temp file left')
     t.match(app.backup.status(), { failed: 1, lastError: { code: 'FST_SQLITE_BACKUP_CORRUPT_DATABASE' } })
   }
+})
+
+t.test('status() says the run is over as soon as now() resolves', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false })
+  await app.backup.now()
+  t.equal(app.backup.status().running, false)
+})
+
+t.test('a destination removed while the app runs is created again', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  const app = await buildApp(t, { database: db, destination, interval: false })
+  rmSync(destination, { recursive: true })
+  const result = await app.backup.now()
+  t.equal(count(result.path, 'items'), 100)
+  t.equal(statSync(destination).mode & 0o777, 0o700)
+})
+
+t.test('a destination that cannot be written fails the run with a coded error', async (t) => {
+  const dir = t.testdir({ blocker: 'a file where the destination should be' })
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  const app = await buildApp(t, { database: db, destination, interval: false })
+  // Replace the directory with a file: neither root nor anyone else can create files below it.
+  rmSync(destination, { recursive: true })
+  renameSync(join(dir, 'blocker'), destination)
+  await t.rejects(app.backup.now(), { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED', message: /Nothing was published/ })
+  t.match(app.backup.status(), { failed: 1, lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' } })
+})
+
+t.test('the next start removes what an interrupted run left, and nothing else', async (t) => {
+  const deadPid = 2 ** 22 + 1 // above Linux's pid_max: never a live process
+  const orphanId = '20260101T000000000Z-0badf00d'
+  const dir = t.testdir({
+    backups: {
+      [`.tmp-${deadPid}-20260101T000000000Z-00000001.sqlite`]: 'partial',
+      [`.tmp-${deadPid}-20260101T000000000Z-00000001.sqlite-journal`]: 'journal',
+      [`.tmp-${process.pid}-20260101T000000000Z-00000002.json`]: '{}',
+      '.tmp-1-20260101T000000000Z-00000003.sqlite': 'pid 1 is alive: another process may be writing this',
+      [`${orphanId}.json`]: '{}',
+      'notes.txt': 'not ours'
+    }
+  })
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  await buildApp(t, { database: db, destination, interval: false })
+  t.same(readdirSync(destination).sort(), ['.tmp-1-20260101T000000000Z-00000003.sqlite', 'notes.txt'])
+})
+
+t.test('a database file deleted between registration and ready fails ready() with a coded error', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  createDatabase(path).close()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(backup, { database: path, destination: join(dir, 'backups'), interval: false })
+  rmSync(path)
+  rmSync(`${path}-wal`, { force: true })
+  rmSync(`${path}-shm`, { force: true })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_SQLITE_BACKUP_INVALID_DATABASE' })
 })
