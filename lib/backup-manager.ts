@@ -1,20 +1,29 @@
+import { access } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
-import type { BackupMetadata, BackupResult, BackupStatus, BackupFailure, BackupNowOptions } from '../types/index'
-import type { ResolvedOptions } from './options'
+import type {
+  BackupMetadata, BackupResult, BackupStatus, BackupFailure, BackupNowOptions, BackupInfo,
+  VerifyResult, RestoreOptions, RestoreResult, DrillResult
+} from '../types/index'
+import type { ResolvedOptions, DrillOptions } from './options'
 import { ChangeDetector } from './change-detector'
 import { LocalDestination, newBackupId } from './destination'
 import { takeSnapshot, removeTemp } from './snapshot'
-import { expiredBackups } from './retention'
+import { verifyInWorker } from './verify'
+import { restoreBackup } from './restore'
+import { runDrill } from './drill'
+import { backupsToDelete } from './retention'
 import { Schedule } from './schedule'
+import { createEmptyFile } from './durable-fs'
 import {
   FST_SQLITE_BACKUP_NOT_READY,
   FST_SQLITE_BACKUP_CLOSED,
   FST_SQLITE_BACKUP_INVALID_OPTION,
   FST_SQLITE_BACKUP_INVALID_DATABASE,
   FST_SQLITE_BACKUP_PUBLISH_FAILED,
-  FST_SQLITE_BACKUP_SNAPSHOT_FAILED
+  FST_SQLITE_BACKUP_SNAPSHOT_FAILED,
+  FST_SQLITE_BACKUP_NOT_FOUND
 } from './errors'
-import { createEmptyFile } from './durable-fs'
 
 /** The callers waiting for one run; every one of them called before the run started. */
 interface Batch {
@@ -25,8 +34,9 @@ interface Batch {
 }
 
 /**
- * Owns the backup job of one database: runs it on the schedule and on demand, one run at a time, and shuts it
- * down. Callers that arrive while a run is in flight share the next run, which starts after their call.
+ * Owns the backups of one database: runs them on the schedule and on demand, one run at a time, serves list,
+ * verify and restore, and shuts everything down. Callers that arrive while a run is in flight share the next run,
+ * which starts after their call.
  */
 export class BackupManager {
   private readonly destination: LocalDestination
@@ -35,6 +45,10 @@ export class BackupManager {
   private state: 'new' | 'ready' | 'closed' = 'new'
   private active: Promise<void> | undefined
   private queued: Batch | undefined
+  /** verify() and restore() calls in flight, awaited (then aborted) at close. */
+  private readonly tasks = new Set<Promise<unknown>>()
+  /** Backups being read by verify, restore or a drill: retention leaves them for its next pass. */
+  private readonly inUse = new Map<string, number>()
   private readonly closing = new AbortController()
 
   /** data_version read before the snapshot of the newest backup began; equal now means nothing was committed. */
@@ -42,6 +56,9 @@ export class BackupManager {
   private newest: BackupMetadata | null = null
   private lastSuccessAt: Date | null = null
   private lastError: BackupFailure | null = null
+  private lastVerify: VerifyResult | null = null
+  private lastDrill: (DrillResult & { id: string }) | null = null
+  private kept = { count: 0, bytes: 0 }
   private readonly counts = { published: 0, skipped: 0, failed: 0 }
 
   constructor (private readonly options: ResolvedOptions, private readonly log: FastifyBaseLogger) {
@@ -49,9 +66,30 @@ export class BackupManager {
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
 
-  /** Creates the destination; part of registration, so an unusable one fails `register`. */
+  /** Part of registration: creates the destination and, if asked, restores a missing database. */
   async prepare (): Promise<void> {
     await this.destination.ensureDirectory()
+  }
+
+  /** With `restoreIfMissing`: puts the newest good backup where the database should be, before the app opens it. */
+  async restoreIfMissing (): Promise<void> {
+    const path = this.options.databasePath
+    if (await access(path).then(() => true, () => false)) return
+    for (const backup of await this.destination.list()) {
+      if (!backup.good) continue
+      try {
+        await this.withBackupInUse(backup.id, () => restoreBackup(
+          { id: backup.id, backupPath: backup.path, expected: expectedOf(backup.metadata), to: path, force: false },
+          { timeout: this.options.timeout, signal: this.closing.signal }
+        ))
+        this.log.info({ backup: { id: backup.id, path: backup.path }, database: path }, 'sqlite backup: the database was missing; restored it from the newest good backup')
+        return
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'FST_SQLITE_BACKUP_VERIFY_FAILED') throw err
+        this.log.error({ err, backup: { id: backup.id } }, 'sqlite backup: skipping a backup that fails verification; trying an older one')
+      }
+    }
+    throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist and "${this.destination.directory}" holds no good backup to restore`)
   }
 
   /** Runs on `onReady`: quick work only (no backup is awaited here). */
@@ -67,10 +105,12 @@ export class BackupManager {
     }
     const leftovers = await this.destination.removeLeftovers()
     if (leftovers.length > 0) this.log.info({ leftovers }, 'sqlite backup: removed files left by an interrupted backup')
-    this.newest = await this.readNewest()
+    const backups = await this.destination.list()
+    this.newest = backups.find((backup) => backup.metadata !== null)?.metadata ?? null
+    this.kept = keptOf(backups)
     this.state = 'ready'
     if (this.schedule) this.schedule.start(this.options.runOnStart ? 0 : this.options.interval)
-    else if (this.options.runOnStart) this.scheduledRun().catch(() => {})
+    else if (this.options.runOnStart) this.scheduledRun()
   }
 
   now (options: BackupNowOptions = {}): Promise<BackupResult> {
@@ -96,11 +136,51 @@ export class BackupManager {
       lastSuccessAt: this.lastSuccessAt,
       lastError: this.lastError,
       nextRunAt: this.schedule?.nextRunAt ?? null,
-      ...this.counts
+      ...this.counts,
+      lastVerify: this.lastVerify,
+      lastDrill: this.lastDrill,
+      kept: { ...this.kept }
     }
   }
 
-  /** Stops the schedule, waits up to `closeTimeout` for a run in flight, then aborts it and releases everything. */
+  list (): Promise<BackupInfo[]> {
+    return this.task(() => this.destination.list())
+  }
+
+  verify (id?: string): Promise<VerifyResult> {
+    return this.task(async () => {
+      const backup = id === undefined ? await this.newestBackup() : await this.destination.find(id)
+      const checkedAt = new Date()
+      const problems = await this.withBackupInUse(backup.id, () => verifyInWorker(
+        { path: backup.path, expected: expectedOf(backup.metadata) },
+        { timeout: this.options.timeout, signal: this.closing.signal }
+      ))
+      const result: VerifyResult = { ok: problems.length === 0, id: backup.id, path: backup.path, problems, checkedAt, durationMs: Date.now() - checkedAt.getTime() }
+      this.lastVerify = result
+      if (result.ok) this.log.info({ backup: { id: backup.id } }, 'sqlite backup verified')
+      else this.log.error({ backup: { id: backup.id }, problems }, 'sqlite backup failed verification')
+      return result
+    })
+  }
+
+  restore (target: string | { at: Date | string }, options: RestoreOptions): Promise<RestoreResult> {
+    return this.task(async () => {
+      if (options === null || typeof options !== 'object' || typeof options.to !== 'string' || options.to === '' || options.to.includes('\0')) {
+        throw new FST_SQLITE_BACKUP_INVALID_OPTION('restore(backup, options)', 'options such as { to: \'/path/of/restored.db\', force: false }')
+      }
+      const backup = await this.findTarget(target)
+      const started = Date.now()
+      const to = resolve(options.to)
+      const { sha256, bytes } = await this.withBackupInUse(backup.id, () => restoreBackup(
+        { id: backup.id, backupPath: backup.path, expected: expectedOf(backup.metadata), to, force: options.force === true, livePath: this.options.databasePath },
+        { timeout: this.options.timeout, signal: this.closing.signal }
+      ))
+      this.log.info({ backup: { id: backup.id }, to }, 'sqlite backup restored')
+      return { id: backup.id, path: to, bytes, sha256, durationMs: Date.now() - started }
+    })
+  }
+
+  /** Stops the schedule, waits up to `closeTimeout` for work in flight, then aborts it and releases everything. */
   async close (): Promise<void> {
     if (this.state === 'closed') return
     this.state = 'closed'
@@ -109,12 +189,11 @@ export class BackupManager {
       this.queued.reject(new FST_SQLITE_BACKUP_CLOSED())
       this.queued = undefined
     }
-    if (this.active) {
-      if (!await settlesWithin(this.active, this.options.closeTimeout)) {
-        this.log.warn({ closeTimeout: this.options.closeTimeout }, 'sqlite backup: a backup was still running at close; aborting it')
-        this.closing.abort()
-        await this.active
-      }
+    const inFlight = Promise.allSettled([this.active, ...this.tasks]).then(() => {})
+    if (!await settlesWithin(inFlight, this.options.closeTimeout)) {
+      this.log.warn({ closeTimeout: this.options.closeTimeout }, 'sqlite backup: work was still running at close; aborting it')
+      this.closing.abort()
+      await inFlight
     }
     this.detector?.close()
   }
@@ -151,6 +230,7 @@ export class BackupManager {
       } else {
         this.counts.published++
         this.log.info({ backup: { id: result.id, path: result.path, bytes: result.bytes, sha256: result.sha256, durationMs: result.durationMs } }, 'sqlite backup published')
+        this.notify('onBackup', result)
       }
       return result
     } catch (err) {
@@ -158,6 +238,7 @@ export class BackupManager {
       this.counts.failed++
       this.lastError = { at: new Date(), code: error.code ?? 'UNKNOWN', message: error.message }
       this.log.error({ err: error }, 'sqlite backup failed')
+      this.notify('onError', error)
       throw error
     }
   }
@@ -177,12 +258,10 @@ export class BackupManager {
     } catch (err) {
       throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
     }
-    const snapshot = await takeSnapshot({
-      source: this.options.databasePath,
-      tempPath,
-      timeout: this.options.timeout,
-      signal: this.closing.signal
-    })
+    const snapshot = await takeSnapshot(
+      { source: this.options.databasePath, tempPath },
+      { timeout: this.options.timeout, signal: this.closing.signal }
+    )
 
     // Same bytes as the newest backup (e.g. first run after a restart with no commits since): keep just one.
     if (!force && this.newest && snapshot.sha256 === this.newest.sha256) {
@@ -213,8 +292,48 @@ export class BackupManager {
     }
     this.newest = metadata
     this.versionAtLastBackup = version
+    if (this.options.drill) await this.drill(metadata, this.options.drill)
     await this.applyRetention()
     return this.result(metadata, false, startedAt)
+  }
+
+  /** Restore drill of a freshly published backup; its outcome is recorded in the backup's metadata. */
+  private async drill (metadata: BackupMetadata, drill: DrillOptions): Promise<void> {
+    let outcome: DrillResult
+    try {
+      outcome = await this.withBackupInUse(metadata.id, () => runDrill(
+        this.destination.backupPath(metadata.id), metadata, drill,
+        { timeout: this.options.timeout, signal: this.closing.signal }
+      ))
+    } catch (err) {
+      // Stopped by close or timeout: the backup stays published, without a drill result.
+      this.log.warn({ err, backup: { id: metadata.id } }, 'sqlite backup: the restore drill did not complete')
+      return
+    }
+    metadata.drill = outcome
+    this.lastDrill = { id: metadata.id, ...outcome }
+    try {
+      await this.destination.updateMetadata(metadata)
+    } catch (err) {
+      this.log.error({ err, backup: { id: metadata.id } }, 'sqlite backup: could not record the restore drill result')
+    }
+    if (outcome.ok) this.log.info({ backup: { id: metadata.id } }, 'sqlite backup restore drill passed')
+    else this.log.error({ backup: { id: metadata.id }, problems: outcome.problems }, 'sqlite backup restore drill FAILED: this backup is marked bad')
+  }
+
+  /** Deletes what the retention policy no longer keeps, only ever after a new backup was published. Logged, not thrown. */
+  private async applyRetention (): Promise<void> {
+    try {
+      const backups = await this.destination.list()
+      for (const id of backupsToDelete(backups, this.options.keep)) {
+        if (this.inUse.has(id)) continue
+        await this.destination.remove(id)
+        this.log.debug({ backup: { id } }, 'sqlite backup deleted by retention')
+      }
+      this.kept = keptOf(await this.destination.list())
+    } catch (err) {
+      this.log.error({ err }, 'sqlite backup: could not delete old backups; they will be retried after the next backup')
+    }
   }
 
   private readVersion (): number | undefined {
@@ -225,28 +344,49 @@ export class BackupManager {
     }
   }
 
-  /** Deletes the backups beyond `keep`, only ever after a new one was published. A failure here is logged, not thrown. */
-  private async applyRetention (): Promise<void> {
+  private async newestBackup (): Promise<BackupInfo> {
+    const [newest] = await this.destination.list()
+    if (!newest) throw new FST_SQLITE_BACKUP_NOT_FOUND('yet', this.destination.directory)
+    return newest
+  }
+
+  private async findTarget (target: string | { at: Date | string }): Promise<BackupInfo> {
+    if (typeof target === 'object' && target !== null && 'at' in target) {
+      const at = new Date(target.at)
+      if (Number.isNaN(at.getTime())) throw new FST_SQLITE_BACKUP_INVALID_OPTION('at', 'a Date or an ISO 8601 time')
+      return await this.destination.findAt(at)
+    }
+    return await this.destination.find(target)
+  }
+
+  /** Tracks a verify/list/restore call so that close() waits for it; refused once closing. */
+  private task<T> (work: () => Promise<T>): Promise<T> {
+    if (this.state === 'closed') return Promise.reject(new FST_SQLITE_BACKUP_CLOSED())
+    const promise = work()
+    this.tasks.add(promise)
+    promise.then(() => this.tasks.delete(promise), () => this.tasks.delete(promise))
+    return promise
+  }
+
+  private async withBackupInUse<T> (id: string, work: () => Promise<T>): Promise<T> {
+    this.inUse.set(id, (this.inUse.get(id) ?? 0) + 1)
     try {
-      for (const id of expiredBackups(await this.destination.listIds(), this.options.keep)) {
-        await this.destination.remove(id)
-        this.log.debug({ backup: { id } }, 'sqlite backup deleted by retention')
-      }
-    } catch (err) {
-      this.log.error({ err }, 'sqlite backup: could not delete old backups; they will be retried after the next backup')
+      return await work()
+    } finally {
+      const count = this.inUse.get(id)! - 1
+      if (count === 0) this.inUse.delete(id)
+      else this.inUse.set(id, count)
     }
   }
 
-  private async readNewest (): Promise<BackupMetadata | null> {
-    const ids = await this.destination.listIds()
-    for (const id of ids.reverse()) {
-      try {
-        return await this.destination.readMetadata(id)
-      } catch (err) {
-        this.log.warn({ err, backup: { id } }, 'sqlite backup: skipping a backup whose metadata cannot be read')
-      }
+  private notify<K extends 'onBackup' | 'onError'> (hook: K, value: Parameters<NonNullable<ResolvedOptions[K]>>[0]): void {
+    const callback = this.options[hook] as ((value: unknown) => void) | undefined
+    if (!callback) return
+    try {
+      callback(value)
+    } catch (err) {
+      this.log.error({ err }, `sqlite backup: the ${hook} callback threw`)
     }
-    return null
   }
 
   private result (metadata: BackupMetadata, skipped: boolean, startedAt: Date): BackupResult {
@@ -261,6 +401,14 @@ export class BackupManager {
       metadata
     }
   }
+}
+
+function expectedOf (metadata: BackupMetadata | null): { sha256: string, bytes: number } | null {
+  return metadata ? { sha256: metadata.sha256, bytes: metadata.bytes } : null
+}
+
+function keptOf (backups: BackupInfo[]): { count: number, bytes: number } {
+  return { count: backups.length, bytes: backups.reduce((sum, backup) => sum + (backup.metadata?.bytes ?? 0), 0) }
 }
 
 function newBatch (force: boolean): Batch {

@@ -1,8 +1,9 @@
-import { mkdir, readdir, readFile, rm, chmod } from 'node:fs/promises'
+import { mkdir, readdir, readFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import type { BackupMetadata } from '../types/index'
-import { writeNewFile, renameDurably, syncDirectory } from './durable-fs'
+import type { BackupMetadata, BackupInfo } from '../types/index'
+import { writeNewFile, renameDurably, syncDirectory, removeFile } from './durable-fs'
+import { FST_SQLITE_BACKUP_INVALID_ID, FST_SQLITE_BACKUP_NOT_FOUND } from './errors'
 
 const BACKUP_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite$/
 const METADATA_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.json$/
@@ -15,6 +16,18 @@ const TEMP_OWNER = /^\.tmp-(\d+)-/
 export function newBackupId (date: Date): string {
   const stamp = date.toISOString().replace(/[-:.]/g, '')
   return `${stamp}-${randomBytes(4).toString('hex')}`
+}
+
+/** Ids come from callers (a route parameter, a command line): only the exact generated form is accepted. */
+export function checkBackupId (id: unknown): string {
+  if (typeof id !== 'string' || !BACKUP_ID.test(`${id}.sqlite`)) throw new FST_SQLITE_BACKUP_INVALID_ID(JSON.stringify(String(id)).slice(0, 80))
+  return id
+}
+
+/** The time encoded in an id, for backups whose record is missing. */
+export function timeOfId (id: string): Date {
+  const [, y, mo, d, h, mi, s, ms] = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z/.exec(id)!
+  return new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, +ms))
 }
 
 /** The local directory that holds the backups: `<id>.sqlite` beside its metadata `<id>.json`. */
@@ -58,6 +71,48 @@ export class LocalDestination {
     return JSON.parse(await readFile(this.metadataPath(id), 'utf8')) as BackupMetadata
   }
 
+  /** Every published backup, newest first, with its record. Reads the small records only, never the backups. */
+  async list (): Promise<BackupInfo[]> {
+    const ids = (await this.listIds()).reverse()
+    return await Promise.all(ids.map((id) => this.info(id)))
+  }
+
+  /** One backup by id; the id is validated first, so it can never name a path outside the destination. */
+  async find (id: unknown): Promise<BackupInfo> {
+    const checked = checkBackupId(id)
+    if (!(await this.listIds()).includes(checked)) throw new FST_SQLITE_BACKUP_NOT_FOUND(checked, this.directory)
+    return await this.info(checked)
+  }
+
+  /** The newest backup taken at or before `at`. */
+  async findAt (at: Date): Promise<BackupInfo> {
+    const match = (await this.list()).find((backup) => backup.createdAt.getTime() <= at.getTime())
+    if (!match) throw new FST_SQLITE_BACKUP_NOT_FOUND(`taken at or before ${at.toISOString()}`, this.directory)
+    return match
+  }
+
+  private async info (id: string): Promise<BackupInfo> {
+    const metadata = await this.readMetadata(id).catch(() => null)
+    return {
+      id,
+      path: this.backupPath(id),
+      createdAt: metadata ? new Date(metadata.createdAt) : timeOfId(id),
+      metadata,
+      good: metadata?.drill?.ok !== false
+    }
+  }
+
+  /** Replaces a backup's record atomically (e.g. to add its drill result). */
+  async updateMetadata (metadata: BackupMetadata): Promise<void> {
+    const temp = this.tempPath(`${metadata.id}-${randomBytes(4).toString('hex')}`, 'json')
+    try {
+      await writeNewFile(temp, JSON.stringify(metadata, null, 2) + '\n')
+      await renameDurably(temp, this.metadataPath(metadata.id), this.directory)
+    } finally {
+      await removeFile(temp)
+    }
+  }
+
   /**
    * Publishes a finished, flushed temp file. The metadata gets its final name first and the backup file last, so
    * the backup's own rename is the commit point: a crash before it leaves only leftovers that the next start
@@ -70,8 +125,8 @@ export class LocalDestination {
       await renameDurably(tempMetadata, this.metadataPath(metadata.id), this.directory)
       await renameDurably(tempFile, this.backupPath(metadata.id), this.directory)
     } catch (err) {
-      await rm(tempMetadata, { force: true })
-      await rm(this.metadataPath(metadata.id), { force: true })
+      await removeFile(tempMetadata)
+      await removeFile(this.metadataPath(metadata.id))
       throw err
     }
     return this.backupPath(metadata.id)
@@ -79,8 +134,8 @@ export class LocalDestination {
 
   /** Deletes a backup: its file first, so that an interrupted delete leaves only an orphan record. */
   async remove (id: string): Promise<void> {
-    await rm(this.backupPath(id), { force: true })
-    await rm(this.metadataPath(id), { force: true })
+    await removeFile(this.backupPath(id))
+    await removeFile(this.metadataPath(id))
   }
 
   /**
@@ -96,7 +151,7 @@ export class LocalDestination {
       const record = METADATA_ID.exec(name)
       return record !== null && !published.has(`${record[1]}.sqlite`)
     })
-    for (const name of leftovers) await rm(join(this.directory, name), { force: true })
+    for (const name of leftovers) await removeFile(join(this.directory, name))
     if (leftovers.length > 0) await syncDirectory(this.directory)
     return leftovers
   }

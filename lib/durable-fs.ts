@@ -1,4 +1,4 @@
-import { open, rename } from 'node:fs/promises'
+import { open, rename, unlink } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 
 // O_EXCL refuses to follow or reuse anything already at the path (a planted symlink included).
@@ -35,4 +35,13 @@ export async function syncDirectory (path: string): Promise<void> {
 export async function renameDurably (from: string, to: string, directory: string): Promise<void> {
   await rename(from, to)
   await syncDirectory(directory)
+}
+
+/** Deletes a file if it exists. (fs.rm with force leaves a request in flight after it resolves.) */
+export async function removeFile (path: string): Promise<void> {
+  try {
+    await unlink(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
 }

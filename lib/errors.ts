@@ -63,3 +63,33 @@ export const FST_SQLITE_BACKUP_PUBLISH_FAILED = createError(
   'FST_SQLITE_BACKUP_PUBLISH_FAILED',
   'Could not write the backup into "%s": %s. Nothing was published; check free space and permissions of the destination'
 )
+
+export const FST_SQLITE_BACKUP_INVALID_ID = createError(
+  'FST_SQLITE_BACKUP_INVALID_ID',
+  'Invalid backup id %s: expected an id such as "20260101T120000000Z-0a1b2c3d" as returned by list()',
+  400,
+  TypeError
+)
+
+export const FST_SQLITE_BACKUP_NOT_FOUND = createError(
+  'FST_SQLITE_BACKUP_NOT_FOUND',
+  'No backup %s in "%s"; list() shows the backups there',
+  404
+)
+
+export const FST_SQLITE_BACKUP_VERIFY_FAILED = createError(
+  'FST_SQLITE_BACKUP_VERIFY_FAILED',
+  'Backup %s failed verification (%s); nothing was restored. Choose an older backup',
+  422
+)
+
+export const FST_SQLITE_BACKUP_RESTORE_REFUSED = createError(
+  'FST_SQLITE_BACKUP_RESTORE_REFUSED',
+  'Refusing to restore over "%s": %s',
+  409
+)
+
+export const FST_SQLITE_BACKUP_RESTORE_FAILED = createError(
+  'FST_SQLITE_BACKUP_RESTORE_FAILED',
+  'Could not restore to "%s": %s'
+)

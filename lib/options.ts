@@ -2,7 +2,8 @@ import { statSync, accessSync, constants as fsConstants } from 'node:fs'
 import { resolve, dirname } from 'node:path'
 import { parse as parseDuration } from '@lukeed/ms'
 import type { Database } from 'better-sqlite3'
-import type { FastifySqliteBackupOptions, Duration } from '../types/index'
+import type { FastifySqliteBackupOptions, Duration, DrillFunction } from '../types/index'
+import { toPolicy, describeInvalidKeep, type RetentionPolicy } from './retention'
 import {
   FST_SQLITE_BACKUP_INVALID_OPTION,
   FST_SQLITE_BACKUP_UNKNOWN_OPTION,
@@ -23,13 +24,27 @@ export interface ResolvedOptions {
   destination: string
   /** 0 means no schedule. */
   interval: number
-  keep: number
+  keep: RetentionPolicy
   runOnStart: boolean
   timeout: number
   closeTimeout: number
+  /** false: no drill. */
+  drill: false | DrillOptions
+  restoreIfMissing: boolean
+  onBackup: FastifySqliteBackupOptions['onBackup']
+  onError: FastifySqliteBackupOptions['onError']
 }
 
-const KNOWN_OPTIONS = ['database', 'destination', 'interval', 'keep', 'runOnStart', 'timeout', 'closeTimeout'] as const
+/** A restore drill: integrity_check always, plus a SQL check or a function check when given. */
+export interface DrillOptions {
+  sql?: string
+  fn?: DrillFunction
+}
+
+const KNOWN_OPTIONS = [
+  'database', 'destination', 'interval', 'keep', 'runOnStart', 'timeout', 'closeTimeout',
+  'drill', 'restoreIfMissing', 'onBackup', 'onError'
+] as const
 
 /**
  * Validates the user's options and returns a resolved copy. Reads the filesystem (stat) but changes nothing,
@@ -47,28 +62,37 @@ export function resolveOptions (options: unknown): ResolvedOptions {
   }
   const opts = options as Partial<FastifySqliteBackupOptions>
 
-  const databasePath = resolveDatabase(opts.database)
+  const restoreIfMissing = boolean('restoreIfMissing', opts.restoreIfMissing, false)
+  if (restoreIfMissing && typeof opts.database !== 'string') {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION('restoreIfMissing', 'a "database" given as a path: an open connection cannot be missing')
+  }
+  const databasePath = resolveDatabase(opts.database, restoreIfMissing)
   const destination = resolveDestination(opts.destination, databasePath)
 
   return {
     databasePath,
     destination,
     interval: opts.interval === false ? 0 : duration('interval', opts.interval, DEFAULT_INTERVAL, { allowZero: true }),
-    keep: positiveInteger('keep', opts.keep, DEFAULT_KEEP),
+    keep: keepPolicy(opts.keep),
     runOnStart: boolean('runOnStart', opts.runOnStart, false),
     timeout: duration('timeout', opts.timeout, DEFAULT_TIMEOUT, { allowZero: false }),
-    closeTimeout: duration('closeTimeout', opts.closeTimeout, DEFAULT_CLOSE_TIMEOUT, { allowZero: true })
+    closeTimeout: duration('closeTimeout', opts.closeTimeout, DEFAULT_CLOSE_TIMEOUT, { allowZero: true }),
+    drill: drillOptions(opts.drill),
+    restoreIfMissing,
+    onBackup: optionalFunction('onBackup', opts.onBackup),
+    onError: optionalFunction('onError', opts.onError)
   }
 }
 
-function resolveDatabase (database: unknown): string {
+function resolveDatabase (database: unknown, mayBeMissing: boolean): string {
   if (typeof database === 'string') {
     const path = checkedPath('database', database)
     let stats
     try {
       stats = statSync(path)
     } catch {
-      throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist; create the database before registering the plugin`)
+      if (mayBeMissing) return path
+      throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist; create the database before registering the plugin, or set restoreIfMissing`)
     }
     if (!stats.isFile()) throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`"${path}" is not a file`)
     return path
@@ -149,11 +173,23 @@ function duration (name: string, value: Duration | undefined, fallback: number, 
   return ms
 }
 
-function positiveInteger (name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a whole number of at least 1')
-  }
+function keepPolicy (value: unknown): RetentionPolicy {
+  if (value === undefined) return toPolicy(DEFAULT_KEEP)
+  const problem = describeInvalidKeep(value)
+  if (problem) throw new FST_SQLITE_BACKUP_INVALID_OPTION('keep', problem)
+  return toPolicy(value as number | RetentionPolicy)
+}
+
+function drillOptions (value: unknown): false | DrillOptions {
+  if (value === undefined || value === false) return false
+  if (value === true) return {}
+  if (typeof value === 'string' && value.trim() !== '') return { sql: value }
+  if (typeof value === 'function') return { fn: value as DrillFunction }
+  throw new FST_SQLITE_BACKUP_INVALID_OPTION('drill', 'true, a SQL query whose first column must be truthy, or a function (db) => boolean')
+}
+
+function optionalFunction<T> (name: string, value: T): T {
+  if (value !== undefined && typeof value !== 'function') throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a function')
   return value
 }
 

@@ -15,10 +15,14 @@ async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: Fas
   } catch (err) {
     throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(resolved.destination, (err as Error).message, { cause: err })
   }
+  if (resolved.restoreIfMissing) await manager.restoreIfMissing()
 
   fastify.decorate('backup', {
     now: (nowOptions) => manager.now(nowOptions),
-    status: () => manager.status()
+    status: () => manager.status(),
+    list: () => manager.list(),
+    verify: (id) => manager.verify(id),
+    restore: (backup, restoreOptions) => manager.restore(backup, restoreOptions)
   })
   fastify.addHook('onReady', async () => { await manager.start() })
   fastify.addHook('onClose', async () => { await manager.close() })

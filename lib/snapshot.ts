@@ -1,27 +1,21 @@
-import { Worker } from 'node:worker_threads'
-import { join } from 'node:path'
-import { rm } from 'node:fs/promises'
-import { once } from 'node:events'
-import {
-  FST_SQLITE_BACKUP_SNAPSHOT_FAILED,
-  FST_SQLITE_BACKUP_CORRUPT_DATABASE,
-  FST_SQLITE_BACKUP_TIMEOUT,
-  FST_SQLITE_BACKUP_CLOSED
-} from './errors'
+import { open } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Database from 'better-sqlite3'
+import { TaskAborted, TaskFailure, type ShouldStop } from './task'
+import { runInWorker, type WorkerTaskOptions } from './worker-task'
+import { hashFile, flushFile, checkDatabaseFile } from './file-checks'
+import { removeFile } from './durable-fs'
+import { FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CORRUPT_DATABASE } from './errors'
 
-// 1024 pages (4 MiB at the default page size) per step: a few milliseconds of work between abort checks.
+// 1024 pages (4 MiB at the default page size) per step: a few milliseconds of work between stop checks.
 const PAGES_PER_STEP = 1024
+// Short native waits for a lock keep the worker responsive to a stop; the run's timeout bounds the retries.
 const LOCK_RETRY_MS = 50
 const SOURCE_CACHE_KIB = 2048
-// How long an aborted worker may take to clean up before it is terminated.
-const ABORT_GRACE_MS = 2000
 
 export interface SnapshotJob {
   source: string
   tempPath: string
-  pagesPerStep: number
-  lockRetryMs: number
-  cacheKiB: number
 }
 
 export interface SnapshotInfo {
@@ -33,75 +27,92 @@ export interface SnapshotInfo {
   sqliteVersion: string
 }
 
-export type WorkerReply =
-  | { type: 'done', info: SnapshotInfo }
-  | { type: 'aborted' }
-  | { type: 'error', message: string, code?: string }
-
-export interface SnapshotRequest {
-  source: string
-  tempPath: string
-  timeout: number
-  /** Aborts the snapshot when the app closes. */
-  signal: AbortSignal
-}
-
 /**
  * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), checks it
- * with quick_check and flushes it, in a worker thread. On any failure or abort the temp file is gone when the
+ * with quick_check and flushes it, in a worker thread. On any failure or stop the temp file is gone when the
  * promise settles.
  */
-export async function takeSnapshot ({ source, tempPath, timeout, signal }: SnapshotRequest): Promise<SnapshotInfo> {
-  if (signal.aborted) {
-    await removeTemp(tempPath)
-    throw new FST_SQLITE_BACKUP_CLOSED()
-  }
-  const job: SnapshotJob = { source, tempPath, pagesPerStep: PAGES_PER_STEP, lockRetryMs: LOCK_RETRY_MS, cacheKiB: SOURCE_CACHE_KIB }
-  const worker = new Worker(join(__dirname, 'snapshot-worker.js'), { workerData: job })
-  const exited = once(worker, 'exit')
-  let stopReason: 'timeout' | 'closed' | undefined
-  let graceTimer: NodeJS.Timeout | undefined
-  const stop = (reason: 'timeout' | 'closed'): void => {
-    if (stopReason) return
-    stopReason = reason
-    worker.postMessage({ type: 'abort' })
-    graceTimer = setTimeout(() => worker.terminate(), ABORT_GRACE_MS)
-  }
-  const onAbort = (): void => stop('closed')
-  signal.addEventListener('abort', onAbort, { once: true })
-  const timeoutTimer = setTimeout(() => stop('timeout'), timeout)
-
+export async function takeSnapshot (job: SnapshotJob, options: WorkerTaskOptions): Promise<SnapshotInfo> {
   try {
-    const reply = await new Promise<WorkerReply>((resolve, reject) => {
-      worker.once('message', resolve)
-      worker.once('error', reject)
-      worker.once('exit', (code) => reject(new Error(`the snapshot worker stopped unexpectedly (exit code ${code})`)))
-    })
-    if (reply.type === 'done') return reply.info
-    if (reply.type === 'error') {
-      if (reply.code === 'SQLITE_CORRUPT' || reply.code === 'SQLITE_NOTADB') throw new FST_SQLITE_BACKUP_CORRUPT_DATABASE(reply.message)
-      throw new FST_SQLITE_BACKUP_SNAPSHOT_FAILED(reply.code ? `${reply.message} (${reply.code})` : reply.message)
-    }
-    throw stopError(stopReason, timeout)
+    return await runInWorker<SnapshotInfo>('snapshot', job, options)
   } catch (err) {
-    await removeTemp(tempPath)
-    if (stopReason) throw stopError(stopReason, timeout)
-    if ((err as { code?: string }).code?.startsWith('FST_')) throw err
-    throw new FST_SQLITE_BACKUP_SNAPSHOT_FAILED((err as Error).message, { cause: err })
-  } finally {
-    clearTimeout(timeoutTimer)
-    signal.removeEventListener('abort', onAbort)
-    // The worker ends by itself once it has replied; wait for it so that no thread outlives the run.
-    await exited
-    clearTimeout(graceTimer)
+    await removeTemp(job.tempPath)
+    if (!(err instanceof TaskFailure)) throw err
+    if (err.code === 'SQLITE_CORRUPT' || err.code === 'SQLITE_NOTADB') throw new FST_SQLITE_BACKUP_CORRUPT_DATABASE(err.message)
+    throw new FST_SQLITE_BACKUP_SNAPSHOT_FAILED(err.code ? `${err.message} (${err.code})` : err.message)
   }
-}
-
-function stopError (reason: 'timeout' | 'closed' | undefined, timeout: number): Error {
-  return reason === 'timeout' ? new FST_SQLITE_BACKUP_TIMEOUT(timeout) : new FST_SQLITE_BACKUP_CLOSED()
 }
 
 export async function removeTemp (tempPath: string): Promise<void> {
-  await rm(tempPath, { force: true })
-  await rm(`${tempPath}-journal`, { force: true })
+  await removeFile(tempPath)
+  await removeFile(`${tempPath}-journal`)
+}
+
+/** The snapshot itself; runs in a worker thread, where blocking is free. */
+export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop): Promise<SnapshotInfo> {
+  const source = new Database(job.source, { readonly: true, fileMustExist: true })
+  try {
+    source.pragma(`busy_timeout = ${LOCK_RETRY_MS}`)
+    await beginReadTransaction(source, shouldStop)
+    // The copy streams through the page cache; a small cache keeps the worker's memory flat at any size.
+    // (Set inside the transaction: the pragma reads the schema, which needs the lock.)
+    source.pragma(`cache_size = -${SOURCE_CACHE_KIB}`)
+    // Read inside the snapshot, so that these figures describe exactly the copied pages.
+    const journalMode = source.pragma('journal_mode', { simple: true }) as string
+    const pageSize = source.pragma('page_size', { simple: true }) as number
+    const pageCount = source.pragma('page_count', { simple: true }) as number
+    const sqliteVersion = (source.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v
+
+    // The backup API normally restarts whenever another connection commits. Holding our own read transaction
+    // pins one snapshot (WAL) or one shared lock (rollback journal) for every step, so it never restarts and
+    // can still be stepped in small pieces and stopped between them.
+    await source.backup(job.tempPath, {
+      progress: () => {
+        if (shouldStop()) throw new TaskAborted()
+        return PAGES_PER_STEP
+      }
+    })
+    source.exec('COMMIT')
+    await markRollbackJournal(job.tempPath)
+    const problems = checkDatabaseFile(job.tempPath, 'quick_check')
+    if (problems.length > 0) throw new TaskFailure(`quick_check: ${problems.slice(0, 3).join('; ')}`, 'SQLITE_CORRUPT')
+    const { sha256, bytes } = await hashFile(job.tempPath, shouldStop)
+    await flushFile(job.tempPath)
+    return { sha256, bytes, pageSize, pageCount, journalMode, sqliteVersion }
+  } finally {
+    source.close()
+  }
+}
+
+async function beginReadTransaction (db: Database.Database, shouldStop: ShouldStop): Promise<void> {
+  for (;;) {
+    if (shouldStop()) throw new TaskAborted()
+    try {
+      db.exec('BEGIN')
+      // A deferred transaction takes its read snapshot at the first read.
+      db.prepare('SELECT count(*) FROM sqlite_schema').get()
+      return
+    } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK')
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err
+      await sleep(LOCK_RETRY_MS)
+    }
+  }
+}
+
+/**
+ * A page copy of a WAL database says "WAL" in its header (bytes 18-19 = 2). Backups are single files, so they are
+ * marked as rollback-journal databases (1): they open read-only anywhere without -wal/-shm files.
+ */
+async function markRollbackJournal (path: string): Promise<void> {
+  const file = await open(path, 'r+')
+  try {
+    const header = Buffer.alloc(20)
+    await file.read(header, 0, 20, 0)
+    if (header[18] === 2 || header[19] === 2) {
+      await file.write(Buffer.from([1, 1]), 0, 2, 18)
+    }
+  } finally {
+    await file.close()
+  }
 }

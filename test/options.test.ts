@@ -17,7 +17,7 @@ t.test('defaults and duration strings', async (t) => {
     databasePath: database,
     destination,
     interval: DEFAULT_INTERVAL,
-    keep: DEFAULT_KEEP,
+    keep: { last: DEFAULT_KEEP },
     runOnStart: false,
     timeout: DEFAULT_TIMEOUT,
     closeTimeout: DEFAULT_CLOSE_TIMEOUT

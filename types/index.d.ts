@@ -21,14 +21,41 @@ declare namespace fastifySqliteBackup {
     destination: string
     /** Time between scheduled backups; `0` or `false` disables the schedule. Default `'10m'`. */
     interval?: Duration | false
-    /** How many of the newest backups to keep. Default `24`. */
-    keep?: number
+    /** How many of the newest backups to keep, or a policy such as `{ last: 24, daily: 7, weekly: 4 }`. Default `24`. */
+    keep?: number | RetentionPolicy
     /** Take a backup as soon as the app is ready, without delaying `ready()`. Default `false`. */
     runOnStart?: boolean
     /** Longest time one backup may take before it is aborted. Default `'10m'`. */
     timeout?: Duration
     /** Longest time `fastify.close()` waits for a backup in flight before aborting it. Default `'10s'`. */
     closeTimeout?: Duration
+    /**
+     * Restore drill after each backup: `true` runs `PRAGMA integrity_check` on it; a string is also a query whose
+     * first column must be truthy; a function gets the backup opened read-only and must return true. Default `false`.
+     */
+    drill?: boolean | string | DrillFunction
+    /** When `database` is a path to a missing file, restore the newest good backup there at registration. Default `false`. */
+    restoreIfMissing?: boolean
+    /** Called after each published backup. */
+    onBackup?: (result: BackupResult) => void
+    /** Called after each failed run (scheduled or not). */
+    onError?: (error: Error) => void
+  }
+
+  export type DrillFunction = (backup: Database) => boolean | Promise<boolean>
+
+  /**
+   * Which backups to keep, with the keep-last/hourly/daily/weekly/monthly semantics of restic and borg: a backup
+   * kept by any rule stays; the newest backup always stays.
+   */
+  export interface RetentionPolicy {
+    last?: number
+    hourly?: number
+    daily?: number
+    weekly?: number
+    monthly?: number
+    /** Buckets in UTC instead of the server's local time zone. Default `false`. */
+    utc?: boolean
   }
 
   export interface BackupNowOptions {
@@ -53,6 +80,51 @@ declare namespace fastifySqliteBackup {
     pageCount: number
     /** Journal mode of the source database at the time of the snapshot. */
     journalMode: string
+    durationMs: number
+    /** Result of the restore drill, when drills are on. */
+    drill?: DrillResult
+  }
+
+  export interface DrillResult {
+    ok: boolean
+    /** ISO 8601 */
+    at: string
+    problems: string[]
+  }
+
+  /** A backup in the destination, as `list()` returns it. */
+  export interface BackupInfo {
+    id: string
+    path: string
+    createdAt: Date
+    /** `null` when the record is missing or unreadable. */
+    metadata: BackupMetadata | null
+    /** `false` when its restore drill failed: retention does not count it as a kept backup. */
+    good: boolean
+  }
+
+  export interface VerifyResult {
+    ok: boolean
+    id: string
+    path: string
+    problems: string[]
+    checkedAt: Date
+    durationMs: number
+  }
+
+  export interface RestoreOptions {
+    /** Where to write the restored database. */
+    to: string
+    /** Replace an existing file there. Default `false`. */
+    force?: boolean
+  }
+
+  export interface RestoreResult {
+    id: string
+    /** Absolute path of the restored database. */
+    path: string
+    bytes: number
+    sha256: string
     durationMs: number
   }
 
@@ -91,12 +163,24 @@ declare namespace fastifySqliteBackup {
     skipped: number
     /** Runs that failed. */
     failed: number
+    /** The last `verify()` in this process. */
+    lastVerify: VerifyResult | null
+    /** The last restore drill in this process. */
+    lastDrill: (DrillResult & { id: string }) | null
+    /** Backups in the destination after the last retention pass (or at start). */
+    kept: { count: number, bytes: number }
   }
 
   export interface BackupApi {
     /** Back up now; resolves once the backup is published (or skipped because nothing changed). */
     now (options?: BackupNowOptions): Promise<BackupResult>
     status (): BackupStatus
+    /** The backups in the destination, newest first. Reads their records only. */
+    list (): Promise<BackupInfo[]>
+    /** Checks a backup (the newest by default): size and sha256 against its record, and `PRAGMA integrity_check`. */
+    verify (id?: string): Promise<VerifyResult>
+    /** Writes a backup (by id, or the newest taken at or before `at`) to a new path, verified. */
+    restore (backup: string | { at: Date | string }, options: RestoreOptions): Promise<RestoreResult>
   }
 
   export const errors: {
@@ -111,6 +195,11 @@ declare namespace fastifySqliteBackup {
     FST_SQLITE_BACKUP_SNAPSHOT_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_SNAPSHOT_FAILED' }>
     FST_SQLITE_BACKUP_CORRUPT_DATABASE: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_CORRUPT_DATABASE' }>
     FST_SQLITE_BACKUP_PUBLISH_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' }>
+    FST_SQLITE_BACKUP_INVALID_ID: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_INVALID_ID' }>
+    FST_SQLITE_BACKUP_NOT_FOUND: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_NOT_FOUND' }>
+    FST_SQLITE_BACKUP_VERIFY_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' }>
+    FST_SQLITE_BACKUP_RESTORE_REFUSED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_RESTORE_REFUSED' }>
+    FST_SQLITE_BACKUP_RESTORE_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_RESTORE_FAILED' }>
   }
 
   export const fastifySqliteBackup: FastifySqliteBackup
