@@ -1,0 +1,270 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import Database from 'better-sqlite3'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import backup from 'fastify-sqlite-backup'
+import { createDatabase, buildApp, count, startPairWriter, delay } from './helpers'
+
+/** Every table's rows (in rowid order) and the whole schema, as one comparable value. */
+function logicalContent (path: string, except: string[] = []): unknown {
+  const db = new Database(path, { readonly: true, fileMustExist: true })
+  try {
+    const schema = db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name').all()
+    const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all() as string[])
+      .filter((name) => !except.includes(name))
+    // Rows sorted by their whole content, so that WITHOUT ROWID tables compare too.
+    const rowsOf = (name: string): string[] => db.prepare(`SELECT * FROM "${name}"`).all().map((row) => JSON.stringify(row)).sort()
+    return { schema, rows: Object.fromEntries(tables.map((name) => [name, rowsOf(name)])) }
+  } finally {
+    db.close()
+  }
+}
+
+function richDatabase (path: string): void {
+  const db = createDatabase(path, { rows: 300 })
+  db.exec(`
+    CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, bio TEXT);
+    CREATE TABLE posts (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES authors(id), title TEXT, body TEXT, cover BLOB, score REAL);
+    CREATE INDEX posts_by_author ON posts (author_id, score DESC);
+    CREATE TABLE audit (id INTEGER PRIMARY KEY, post_id INTEGER, action TEXT);
+    CREATE TRIGGER posts_audit AFTER INSERT ON posts BEGIN INSERT INTO audit (post_id, action) VALUES (new.id, 'insert'); END;
+    CREATE VIEW popular AS SELECT title, score FROM posts WHERE score > 0.5;
+    CREATE TABLE kv (k TEXT PRIMARY KEY, v ANY) WITHOUT ROWID;
+  `)
+  const author = db.prepare('INSERT INTO authors (name, bio) VALUES (?, ?)')
+  const post = db.prepare('INSERT INTO posts (author_id, title, body, cover, score) VALUES (?, ?, ?, randomblob(?), ?)')
+  db.transaction(() => {
+    for (let a = 1; a <= 20; a++) author.run(`author ${a}`, a % 3 === 0 ? null : 'x'.repeat(a * 50))
+    for (let p = 0; p < 500; p++) post.run(1 + (p % 20), `title ${p}`, 'lorem ipsum '.repeat(p % 40), p % 7 === 0 ? 20_000 : 200, (p % 100) / 100)
+    for (let k = 0; k < 50; k++) db.prepare('INSERT INTO kv (k, v) VALUES (?, ?)').run(`key ${k}`, k % 2 ? k : `value ${k}`)
+  })()
+  db.close()
+}
+
+t.test('round trip under a concurrent writer: backup, list, verify, restore, same logical content', async (t) => {
+  const dir = t.testdir()
+  const source = join(dir, 'app.db')
+  richDatabase(source)
+  const app = await buildApp(t, { database: source, destination: join(dir, 'backups'), interval: false })
+  await startPairWriter(t, source)
+  await delay(100)
+
+  const made = await app.backup.now()
+  const [listed] = await app.backup.list()
+  t.equal(listed.id, made.id)
+  t.same(listed.metadata, made.metadata)
+  t.equal(listed.good, true)
+  const verified = await app.backup.verify()
+  t.match(verified, { ok: true, id: made.id, problems: [] })
+
+  const restored = await app.backup.restore(made.id, { to: join(dir, 'restored.db') })
+  t.match(restored, { id: made.id, path: join(dir, 'restored.db'), sha256: made.sha256, bytes: made.bytes })
+  // Everything but the table the writer keeps filling is identical to the source.
+  t.same(logicalContent(restored.path, ['pairs']), logicalContent(source, ['pairs']))
+  // The writer's rows form a prefix of the source's: whole transactions, none invented, none reordered.
+  const restoredPairs = new Database(restored.path, { readonly: true })
+  const sourcePairs = new Database(source, { readonly: true })
+  t.teardown(() => { restoredPairs.close(); sourcePairs.close() })
+  const rows = restoredPairs.prepare('SELECT id, n FROM pairs ORDER BY id').all() as Array<{ id: number }>
+  t.ok(rows.length > 0 && rows.length % 2 === 0, `${rows.length} writer rows, in whole transactions`)
+  t.same(sourcePairs.prepare('SELECT id, n FROM pairs WHERE id <= ? ORDER BY id').all(rows[rows.length - 1].id), rows)
+  t.equal(restoredPairs.pragma('integrity_check', { simple: true }), 'ok')
+  t.equal(statSync(restored.path).mode & 0o777, 0o600)
+})
+
+t.test('verify catches a flipped byte, a truncated file and a missing record', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'), { rows: 200 })
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  const app = await buildApp(t, { database: db, destination, interval: false, keep: 10 })
+
+  const flipped = await app.backup.now({ force: true })
+  const truncated = await app.backup.now({ force: true })
+  const orphan = await app.backup.now({ force: true })
+  const sound = await app.backup.now({ force: true })
+
+  const fd = openSync(flipped.path, 'r+')
+  const offset = 4096 * 20 + 1234
+  const byte = Buffer.alloc(1)
+  require('node:fs').readSync(fd, byte, 0, 1, offset)
+  writeSync(fd, Buffer.from([byte[0] ^ 0x01]), 0, 1, offset)
+  closeSync(fd)
+  writeFileSync(truncated.path, readFileSync(truncated.path).subarray(0, truncated.bytes - 4096))
+  rmSync(join(destination, `${orphan.id}.json`))
+
+  t.match(await app.backup.verify(flipped.id), { ok: false, problems: [/sha256/] }, 'one flipped bit')
+  t.match(await app.backup.verify(truncated.id), { ok: false, problems: [/size/, /sha256/] })
+  t.match(await app.backup.verify(orphan.id), { ok: false, problems: [/record is missing/] })
+  t.match(await app.backup.verify(sound.id), { ok: true })
+  t.match(app.backup.status().lastVerify, { ok: true, id: sound.id })
+  const orphanInfo = (await app.backup.list()).find((entry) => entry.id === orphan.id)
+  t.match(orphanInfo, { metadata: null, good: true })
+
+  await t.rejects(app.backup.restore(flipped.id, { to: join(dir, 'r.db') }), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' })
+  t.notOk(existsSync(join(dir, 'r.db')), 'a bad backup restores nothing')
+  t.same(readdirSync(dir).filter((name) => name.includes('restore')), [], 'and leaves no temp file')
+})
+
+t.test('ids from the outside cannot escape the destination', async (t) => {
+  const dir = t.testdir({ 'secret.json': '{}', 'secret.sqlite': 'x' })
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false })
+  await app.backup.now()
+  for (const id of ['../secret', '/etc/passwd', 'x\0y', '20260101T000000000Z-0a1b2c3d/../../secret', '', 42, null]) {
+    await t.rejects(app.backup.verify(id as string), { code: 'FST_SQLITE_BACKUP_INVALID_ID' }, `verify(${JSON.stringify(id)})`)
+    await t.rejects(app.backup.restore(id as string, { to: join(dir, 'out.db') }), { code: 'FST_SQLITE_BACKUP_INVALID_ID' })
+  }
+  await t.rejects(app.backup.verify('20260101T000000000Z-0a1b2c3d'), { code: 'FST_SQLITE_BACKUP_NOT_FOUND', statusCode: 404 })
+})
+
+t.test('restore refuses to overwrite without force, never touches the live database, removes stale -wal', async (t) => {
+  const dir = t.testdir()
+  const live = join(dir, 'app.db')
+  const db = createDatabase(live, { rows: 10 })
+  t.teardown(() => db.close())
+  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false })
+  const first = await app.backup.now()
+  db.prepare('INSERT INTO items (body) VALUES (?)').run(Buffer.from('later'))
+  const second = await app.backup.now()
+
+  await t.rejects(app.backup.restore(first.id, { to: live, force: true }), { code: 'FST_SQLITE_BACKUP_RESTORE_REFUSED', message: /being backed up/ })
+  t.equal(count(live, 'items'), 11, 'the live database is untouched')
+
+  const target = join(dir, 'copy.db')
+  writeFileSync(target, 'precious')
+  await t.rejects(app.backup.restore(first.id, { to: target }), { code: 'FST_SQLITE_BACKUP_RESTORE_REFUSED', statusCode: 409 })
+  t.equal(readFileSync(target, 'utf8'), 'precious')
+
+  writeFileSync(`${target}-wal`, 'a stale log from the file this restore replaces')
+  writeFileSync(`${target}-shm`, 'stale')
+  await app.backup.restore(first.id, { to: target, force: true })
+  t.notOk(existsSync(`${target}-wal`), 'stale -wal removed')
+  t.notOk(existsSync(`${target}-shm`), 'stale -shm removed')
+  t.equal(count(target, 'items'), 10)
+
+  // By time: the newest backup taken at or before the given moment.
+  await app.backup.restore({ at: new Date(second.metadata.createdAt) }, { to: target, force: true })
+  t.equal(count(target, 'items'), 11)
+  await app.backup.restore({ at: new Date(Date.parse(second.metadata.createdAt) - 1).toISOString() }, { to: target, force: true })
+  t.equal(count(target, 'items'), 10)
+  await t.rejects(app.backup.restore({ at: new Date(0) }, { to: target, force: true }), { code: 'FST_SQLITE_BACKUP_NOT_FOUND' })
+  await t.rejects(app.backup.restore({ at: 'not a time' }, { to: target }), { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
+  await t.rejects(app.backup.restore(first.id, {} as never), { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
+})
+
+t.test('restoreIfMissing puts the newest good backup in place before the app opens it', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const destination = join(dir, 'backups')
+  createDatabase(path, { rows: 42 }).close()
+  const first = await buildApp(t, { database: path, destination, interval: false })
+  await first.backup.now()
+  await first.close()
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true })
+
+  const lines: Array<{ msg: string }> = []
+  const app = Fastify({ logger: { stream: { write: (line: string) => lines.push(JSON.parse(line)) } } })
+  t.teardown(() => app.close())
+  await app.register(backup, { database: path, destination, interval: false, restoreIfMissing: true })
+  t.equal(count(path, 'items'), 42, 'restored at registration')
+  t.ok(lines.some((line) => /restored it from the newest good backup/.test(line.msg)), 'and logged')
+  await app.ready()
+
+  // Nothing to restore from: a clear error.
+  const empty = Fastify()
+  t.teardown(() => empty.close())
+  empty.register(backup, { database: join(dir, 'other.db'), destination: join(dir, 'empty'), restoreIfMissing: true })
+  await t.rejects(async () => { await empty.ready() }, { code: 'FST_SQLITE_BACKUP_INVALID_DATABASE', message: /no good backup/ })
+  const handle = Fastify()
+  t.teardown(() => handle.close())
+  const db = new Database(path)
+  t.teardown(() => db.close())
+  handle.register(backup, { database: db, destination, restoreIfMissing: true })
+  await t.rejects(async () => { await handle.ready() }, { code: 'FST_SQLITE_BACKUP_INVALID_OPTION', message: /restoreIfMissing/ })
+})
+
+t.test('drills: a passing check, a failing SQL check, a failing function', async (t) => {
+  for (const [drill, ok] of [
+    [true, true],
+    ['SELECT count(*) > 0 FROM items', true],
+    ['SELECT count(*) > 0 FROM pairs', false],
+    [(db: Database.Database) => (db.prepare('SELECT count(*) AS n FROM items').get() as { n: number }).n === 100, true],
+    [() => { throw new Error('boom') }, false]
+  ] as const) {
+    const dir = t.testdir()
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false, drill })
+    const result = await app.backup.now()
+    t.equal(result.metadata.drill?.ok, ok, `drill ${String(drill).slice(0, 40)}`)
+    const [listed] = await app.backup.list()
+    t.equal(listed.good, ok, 'the result is recorded in the metadata')
+    t.match(app.backup.status().lastDrill, { id: result.id, ok })
+    if (!ok) t.ok(result.metadata.drill!.problems.length > 0)
+  }
+})
+
+t.test('retention never counts a backup with a failed drill as a kept good one', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  let healthy = true
+  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false, keep: 2, drill: () => healthy })
+  const good1 = await app.backup.now({ force: true })
+  const good2 = await app.backup.now({ force: true })
+  healthy = false
+  const bad1 = await app.backup.now({ force: true })
+  const bad2 = await app.backup.now({ force: true })
+  const ids = (await app.backup.list()).map((entry) => entry.id)
+  t.same(ids, [bad2.id, good2.id, good1.id], 'the two good ones stay; of the bad ones only the newest')
+  t.notOk(ids.includes(bad1.id))
+  t.match(app.backup.status().kept, { count: 3 })
+})
+
+t.test('a policy keeps backups by hour, day, week and month buckets', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false, keep: { last: 2, daily: 1, utc: true } })
+  for (let i = 0; i < 4; i++) await app.backup.now({ force: true })
+  // All four were taken in the same UTC day: last 2 keeps two, daily 1 keeps the newest of that day.
+  t.equal((await app.backup.list()).length, 2)
+})
+
+t.test('onBackup and onError tell the app about each run', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const db = createDatabase(path, { journalMode: 'delete' })
+  t.teardown(() => db.close())
+  const published: string[] = []
+  const failures: string[] = []
+  const app = await buildApp(t, {
+    database: path,
+    destination: join(dir, 'backups'),
+    interval: false,
+    timeout: 3000,
+    onBackup: (result) => { published.push(result.id) },
+    onError: (error) => { failures.push((error as Error & { code: string }).code) }
+  })
+  const result = await app.backup.now()
+  await app.backup.now()
+  t.same(published, [result.id], 'called for published backups, not for skips')
+  db.exec('BEGIN EXCLUSIVE')
+  await t.rejects(app.backup.now({ force: true }))
+  db.exec('COMMIT')
+  t.same(failures, ['FST_SQLITE_BACKUP_TIMEOUT'])
+})
+
+t.test('list() on an empty destination and verify() with nothing to verify', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false })
+  t.same(await app.backup.list(), [])
+  await t.rejects(app.backup.verify(), { code: 'FST_SQLITE_BACKUP_NOT_FOUND' })
+  await app.close()
+  await t.rejects(app.backup.list(), { code: 'FST_SQLITE_BACKUP_CLOSED' })
+})
