@@ -1,5 +1,5 @@
 import { access } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { resolve, join } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
 import type {
   BackupMetadata, BackupResult, BackupStatus, BackupFailure, BackupNowOptions, BackupInfo,
@@ -14,6 +14,7 @@ import { restoreBackup } from './restore'
 import { runDrill } from './drill'
 import { backupsToDelete } from './retention'
 import { Schedule } from './schedule'
+import { Lease } from './lease'
 import { createEmptyFile } from './durable-fs'
 import {
   FST_SQLITE_BACKUP_NOT_READY,
@@ -22,7 +23,8 @@ import {
   FST_SQLITE_BACKUP_INVALID_DATABASE,
   FST_SQLITE_BACKUP_PUBLISH_FAILED,
   FST_SQLITE_BACKUP_SNAPSHOT_FAILED,
-  FST_SQLITE_BACKUP_NOT_FOUND
+  FST_SQLITE_BACKUP_NOT_FOUND,
+  FST_SQLITE_BACKUP_TIMEOUT
 } from './errors'
 
 /** The callers waiting for one run; every one of them called before the run started. */
@@ -50,6 +52,10 @@ export class BackupManager {
   /** Backups being read by verify, restore or a drill: retention leaves them for its next pass. */
   private readonly inUse = new Map<string, number>()
   private readonly closing = new AbortController()
+  /** Held while this process runs the schedule; other processes sharing the destination skip their ticks. */
+  private readonly scheduleLease: Lease
+  /** Held for the length of one run, so that processes sharing the destination take turns. */
+  private readonly runLease: Lease
 
   /** data_version read before the snapshot of the newest backup began; equal now means nothing was committed. */
   private versionAtLastBackup: number | undefined
@@ -63,6 +69,8 @@ export class BackupManager {
 
   constructor (private readonly options: ResolvedOptions, private readonly log: FastifyBaseLogger) {
     this.destination = new LocalDestination(options.destination)
+    this.scheduleLease = new Lease(join(options.destination, '.schedule.lock'))
+    this.runLease = new Lease(join(options.destination, '.run.lock'))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
 
@@ -195,6 +203,7 @@ export class BackupManager {
       this.closing.abort()
       await inFlight
     }
+    this.scheduleLease.release()
     this.detector?.close()
   }
 
@@ -215,8 +224,25 @@ export class BackupManager {
   }
 
   private async scheduledRun (): Promise<void> {
+    // Of all the processes sharing this destination, only the one holding the schedule lease runs the schedule.
+    // It keeps the lease until it closes or dies; then the next process whose timer fires takes it over.
+    if (!this.tryScheduleLease()) return
     // run() has already logged and recorded any failure; a scheduled failure must never reach the app.
     await this.now().catch(() => {})
+  }
+
+  private tryScheduleLease (): boolean {
+    const wasHeld = this.scheduleLease.held
+    try {
+      if (this.scheduleLease.tryAcquire()) {
+        if (!wasHeld) this.log.debug('sqlite backup: this process now runs the backup schedule for this destination')
+        return true
+      }
+      this.log.debug('sqlite backup: another process runs the backup schedule for this destination; skipping')
+    } catch (err) {
+      this.log.error({ err }, 'sqlite backup: cannot open the schedule lease; skipping this scheduled run')
+    }
+    return false
   }
 
   private async run (force: boolean): Promise<BackupResult> {
@@ -249,11 +275,25 @@ export class BackupManager {
       return this.result(this.newest, true, startedAt)
     }
 
+    try {
+      // Recreated if someone removed it since the start.
+      await this.destination.ensureDirectory()
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
+    }
+    // One run at a time across every process sharing this destination, however long the wait.
+    await this.acquireRunLease()
+    try {
+      return await this.backupUnderLease(force, startedAt, version)
+    } finally {
+      this.runLease.release()
+    }
+  }
+
+  private async backupUnderLease (force: boolean, startedAt: Date, version: number | undefined): Promise<BackupResult> {
     const id = newBackupId(startedAt)
     const tempPath = this.destination.tempPath(id, 'sqlite')
     try {
-      // Recreated if someone removed it since the start; the temp file proves it is writable.
-      await this.destination.ensureDirectory()
       await createEmptyFile(tempPath)
     } catch (err) {
       throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
@@ -263,7 +303,9 @@ export class BackupManager {
       { timeout: this.options.timeout, signal: this.closing.signal }
     )
 
-    // Same bytes as the newest backup (e.g. first run after a restart with no commits since): keep just one.
+    // Same bytes as the newest backup, whichever process made it (e.g. the first run after a restart with no
+    // commits since): keep just one.
+    this.newest = await this.newestOnDisk()
     if (!force && this.newest && snapshot.sha256 === this.newest.sha256) {
       await removeTemp(tempPath)
       this.versionAtLastBackup = version
@@ -295,6 +337,28 @@ export class BackupManager {
     if (this.options.drill) await this.drill(metadata, this.options.drill)
     await this.applyRetention()
     return this.result(metadata, false, startedAt)
+  }
+
+  /** Waits for the run lease, up to `timeout`; close() stops the wait. */
+  private async acquireRunLease (): Promise<void> {
+    const waiting = new AbortController()
+    const timer = setTimeout(() => waiting.abort(), this.options.timeout)
+    const onClose = (): void => waiting.abort()
+    this.closing.signal.addEventListener('abort', onClose, { once: true })
+    try {
+      await this.runLease.acquire(waiting.signal)
+    } catch (err) {
+      if (this.closing.signal.aborted) throw new FST_SQLITE_BACKUP_CLOSED()
+      if (waiting.signal.aborted) throw new FST_SQLITE_BACKUP_TIMEOUT(this.options.timeout)
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
+    } finally {
+      clearTimeout(timer)
+      this.closing.signal.removeEventListener('abort', onClose)
+    }
+  }
+
+  private async newestOnDisk (): Promise<BackupMetadata | null> {
+    return (await this.destination.list()).find((backup) => backup.metadata !== null)?.metadata ?? null
   }
 
   /** Restore drill of a freshly published backup; its outcome is recorded in the backup's metadata. */

@@ -73,7 +73,7 @@ export const FST_SQLITE_BACKUP_INVALID_ID = createError(
 
 export const FST_SQLITE_BACKUP_NOT_FOUND = createError(
   'FST_SQLITE_BACKUP_NOT_FOUND',
-  'No backup %s in "%s"; list() shows the backups there',
+  'No backup %s in "%s"; list() (or the list command) shows the backups there',
   404
 )
 

@@ -42,7 +42,7 @@ export async function restoreBackup (request: RestoreRequest, options: WorkerTas
   }
   const existing = await stat(to).catch(() => undefined)
   if (existing?.isDirectory()) throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, 'it is a directory; give the path of a database file')
-  if (existing && !request.force) throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, 'the file exists; pass force to replace it')
+  if (existing && !request.force) throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, 'the file exists; pass force (--force on the command line) to replace it')
 
   const tempPath = join(dirname(to), `.${basename(to)}.restore-${randomBytes(4).toString('hex')}.tmp`)
   try {

@@ -1,10 +1,10 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
-import { statSync, readdirSync, readFileSync, existsSync, openSync, writeSync, closeSync, rmSync, renameSync } from 'node:fs'
+import { statSync, readFileSync, existsSync, openSync, writeSync, closeSync, rmSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
-import { createDatabase, buildApp, count, integrityCheck, backupFiles } from './helpers'
+import { destinationFiles, createDatabase, buildApp, count, integrityCheck, backupFiles } from './helpers'
 
 t.test('now() publishes a complete backup with mode 0600 and its metadata', async (t) => {
   const dir = t.testdir()
@@ -21,7 +21,7 @@ t.test('now() publishes a complete backup with mode 0600 and its metadata', asyn
   t.equal(statSync(destination).mode & 0o777, 0o700)
   t.equal(statSync(join(destination, `${result.id}.json`)).mode & 0o777, 0o600)
   t.equal(result.bytes, statSync(result.path).size)
-  t.same(readdirSync(destination).sort(), [`${result.id}.json`, `${result.id}.sqlite`])
+  t.same(destinationFiles(destination).sort(), [`${result.id}.json`, `${result.id}.sqlite`])
   t.match(result.id, /^\d{8}T\d{9}Z-[0-9a-f]{8}$/)
 
   const metadata = JSON.parse(readFileSync(join(destination, `${result.id}.json`), 'utf8'))
@@ -203,7 +203,7 @@ t.test('a corrupt source is not published and the error says so', async (t) => {
     const destination = join(dir, 'backups')
     const app = await buildApp(t, { database: path, destination, interval: false })
     await t.rejects(app.backup.now(), { code: 'FST_SQLITE_BACKUP_CORRUPT_DATABASE', message: /looks corrupt/ }, `page ${page}`)
-    t.same(readdirSync(destination), [], 'nothing published, no temp file left')
+    t.same(destinationFiles(destination), [], 'nothing published, no temp file left')
     t.match(app.backup.status(), { failed: 1, lastError: { code: 'FST_SQLITE_BACKUP_CORRUPT_DATABASE' } })
   }
 })
@@ -259,7 +259,7 @@ t.test('the next start removes what an interrupted run left, and nothing else', 
   t.teardown(() => db.close())
   const destination = join(dir, 'backups')
   await buildApp(t, { database: db, destination, interval: false })
-  t.same(readdirSync(destination).sort(), ['.tmp-1-20260101T000000000Z-00000003.sqlite', 'notes.txt'])
+  t.same(destinationFiles(destination).sort(), ['.tmp-1-20260101T000000000Z-00000003.sqlite', 'notes.txt'])
 })
 
 t.test('a database file deleted between registration and ready fails ready() with a coded error', async (t) => {

@@ -2,10 +2,10 @@ import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
 import FakeTimers from '@sinonjs/fake-timers'
-import { readdirSync, existsSync, statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
-import { createDatabase, buildApp, backupFiles, waitFor, delay, openFilesUnder, threadCount, count } from './helpers'
+import { destinationFiles, createDatabase, buildApp, backupFiles, waitFor, delay, openFilesUnder, threadCount, count } from './helpers'
 
 const MINUTE = 60_000
 
@@ -82,7 +82,7 @@ t.test('after close(), advancing past the interval runs nothing', async (t) => {
   t.equal(clock.countTimers(), 0, 'the timer is cleared')
   clock.tick(10 * MINUTE)
   await delay(100)
-  t.same(readdirSync(destination), [], 'no backup ran')
+  t.same(destinationFiles(destination), [], 'no backup ran')
   t.equal(app.backup.status().published + app.backup.status().failed, 0)
 })
 
@@ -106,7 +106,7 @@ t.test('concurrent calls share runs and never run two snapshots at once', async 
 
   let maxRunning = 0
   const watcher = setInterval(() => {
-    const temps = existsSync(destination) ? readdirSync(destination).filter((name) => name.startsWith('.tmp-') && name.endsWith('.sqlite')) : []
+    const temps = existsSync(destination) ? destinationFiles(destination).filter((name) => name.startsWith('.tmp-') && name.endsWith('.sqlite')) : []
     maxRunning = Math.max(maxRunning, temps.length)
   }, 1)
   t.teardown(() => clearInterval(watcher))
@@ -142,13 +142,13 @@ t.test('keep retains exactly the newest backups and never deletes on failure', a
   const ids = []
   for (let i = 0; i < 5; i++) ids.push((await app.backup.now({ force: true })).id)
   t.same(backupFiles(destination), ids.slice(2).map((id) => join(destination, `${id}.sqlite`)))
-  t.same(readdirSync(destination).filter((name) => name.endsWith('.json')).length, 3, 'records go with their backups')
+  t.same(destinationFiles(destination).filter((name) => name.endsWith('.json')).length, 3, 'records go with their backups')
 
   db.exec('BEGIN EXCLUSIVE')
   await t.rejects(app.backup.now({ force: true }), { code: 'FST_SQLITE_BACKUP_TIMEOUT' })
   db.exec('COMMIT')
   t.same(backupFiles(destination), ids.slice(2).map((id) => join(destination, `${id}.sqlite`)), 'a failed run deletes nothing')
-  t.equal(readdirSync(destination).length, 6, 'and leaves no temp file')
+  t.equal(destinationFiles(destination).length, 6, 'and leaves no temp file')
   const next = await app.backup.now({ force: true })
   t.equal(next.skipped, false, 'the next run works')
 })
@@ -181,7 +181,7 @@ t.test('close() during a long backup resolves within closeTimeout and releases e
   t.ok(took < 3000, `then aborted it (${took} ms)`)
   await pending
   await queued
-  t.same(readdirSync(destination), [], 'no temp file left')
+  t.same(destinationFiles(destination), [], 'no temp file left')
   t.equal(threadCount(), threadsBefore, 'no worker thread left')
   t.same(openFilesUnder(dir).filter((file) => !file.startsWith(path)), [], 'no file left open in the destination')
   t.same(openFilesUnder(path).filter((file) => file === path).length, 1, 'only the test\'s own connection holds the database')
@@ -199,10 +199,10 @@ t.test('close() aborts a snapshot in the middle of copying pages', async (t) => 
   await app.register(backup, { database: path, destination, interval: false, closeTimeout: 0 })
   await app.ready()
   const pending = t.rejects(app.backup.now(), { code: 'FST_SQLITE_BACKUP_CLOSED' })
-  await waitFor(() => readdirSync(destination).some((name) => name.startsWith('.tmp-') && statSync(join(destination, name)).size > 0))
+  await waitFor(() => destinationFiles(destination).some((name) => name.startsWith('.tmp-') && statSync(join(destination, name)).size > 0))
   await app.close()
   await pending
-  t.same(readdirSync(destination), [], 'the partial copy is removed')
+  t.same(destinationFiles(destination), [], 'the partial copy is removed')
   t.same(openFilesUnder(dir), [], 'every connection the plugin opened is closed')
 })
 
@@ -223,7 +223,7 @@ t.test('a run that exceeds timeout is aborted with a coded error and the app kee
   t.equal((await app.inject('/ping')).body, 'pong', 'the app serves while the backup waits')
   await pending
   db.exec('COMMIT')
-  t.same(readdirSync(destination), [])
+  t.same(destinationFiles(destination), [])
   t.match(app.backup.status(), { failed: 1, lastError: { code: 'FST_SQLITE_BACKUP_TIMEOUT' } })
   const next = await app.backup.now()
   t.ok(existsSync(next.path), 'the next run works')
