@@ -55,6 +55,11 @@ export function backupFiles (dir: string): string[] {
   return readdirSync(dir).filter((name) => name.endsWith('.sqlite')).sort().map((name) => join(dir, name))
 }
 
+/** Everything in a destination but the lease files that processes sharing it lock. */
+export function destinationFiles (dir: string): string[] {
+  return readdirSync(dir).filter((name) => name !== '.run.lock' && name !== '.schedule.lock')
+}
+
 /** Starts the pair writer in another process; it is killed when the test ends. */
 export async function startPairWriter (t: Test, databasePath: string): Promise<ChildProcess> {
   const child = fork(join(__dirname, 'fixtures', 'pair-writer.js'), [databasePath], { stdio: 'inherit' })
@@ -98,4 +103,37 @@ export function openFilesUnder (dir: string): string[] {
 /** Threads of this process: a worker thread that is still alive shows here. */
 export function threadCount (): number {
   return Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1])
+}
+
+// Helpers for the fault-injection tests (faults, crash, shutdown).
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+
+/** Hex sha256 of a file's contents. */
+export function sha256File (path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex')
+}
+
+/** Names of the plugin's temp files (`.tmp-*`) in a directory. */
+export function tempFiles (dir: string): string[] {
+  return readdirSync(dir).filter((name) => name.startsWith('.tmp-'))
+}
+
+/**
+ * Mounts a tmpfs of `size` (e.g. '1m') on `dir`, unmounted (lazily) when the test ends. Resolves to null once
+ * mounted, or to the reason it could not be mounted (not root, no permission in this container, ...).
+ */
+export function mountTmpfs (t: Test, dir: string, size: string): string | null {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { stdio: 'pipe' })
+  } catch (err) {
+    return String((err as { stderr?: Buffer }).stderr ?? '').trim() || (err as Error).message
+  }
+  t.teardown(() => { execFileSync('umount', ['-l', dir], { stdio: 'pipe' }) })
+  return null
+}
+
+/** Runs `mount -o <options> <dir>` (e.g. 'remount,ro'); throws with mount's message on failure. */
+export function remount (dir: string, options: string): void {
+  execFileSync('mount', ['-o', options, dir], { stdio: 'pipe' })
 }
