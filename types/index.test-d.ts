@@ -1,7 +1,10 @@
 // Compile-time tests of the public types: `npm run typecheck` fails if a good call stops compiling or a bad one starts to.
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
-import backup, { fastifySqliteBackup, errors, type BackupResult, type BackupStatus, type FastifySqliteBackupOptions } from '..'
+import backup, {
+  fastifySqliteBackup, errors, type BackupResult, type BackupStatus, type FastifySqliteBackupOptions,
+  type BackupInfo, type VerifyResult, type RestoreResult
+} from '..'
 
 const app = Fastify()
 const db = new Database(':memory:')
@@ -23,6 +26,22 @@ app.register(backup, { database: db, destination: './backups', interval: true })
 // @ts-expect-error: database is a Database or a path
 app.register(backup, { database: 42, destination: './backups' })
 
+app.register(backup, {
+  database: './app.db',
+  destination: './backups',
+  keep: { last: 24, daily: 7, weekly: 4, monthly: 12, utc: true },
+  drill: 'SELECT count(*) > 0 FROM posts',
+  restoreIfMissing: true,
+  onBackup: (result) => { console.log(result.id, result.metadata.drill?.ok) },
+  onError: (error) => { console.log(error.message) }
+})
+app.register(backup, { database: db, destination: './backups', drill: (copy) => copy.prepare('SELECT 1').get() !== undefined })
+app.register(backup, { database: db, destination: './backups', drill: async () => true })
+// @ts-expect-error: unknown retention rule
+app.register(backup, { database: db, destination: './backups', keep: { yearly: 3 } })
+// @ts-expect-error: a drill function returns a boolean
+app.register(backup, { database: db, destination: './backups', drill: () => 'yes' })
+
 const options: FastifySqliteBackupOptions = { database: db, destination: '/var/backups/app' }
 app.register(backup, options)
 
@@ -38,7 +57,19 @@ app.post('/backup', async () => {
   return { skipped, size, started, sha }
 })
 
+app.get('/backups', async () => {
+  const backups: BackupInfo[] = await app.backup.list()
+  const newest: VerifyResult = await app.backup.verify()
+  const one: VerifyResult = await app.backup.verify(backups[0].id)
+  const restored: RestoreResult = await app.backup.restore(backups[0].id, { to: './restored.db' })
+  const byTime: RestoreResult = await app.backup.restore({ at: new Date() }, { to: './restored.db', force: true })
+  // @ts-expect-error: the target is required
+  await app.backup.restore(backups[0].id, {})
+  return { newest: newest.ok, one: one.problems, restored: restored.path, byTime: byTime.sha256 }
+})
+
 const status: BackupStatus = app.backup.status()
+const kept: number = status.kept.count
 const next: Date | null = status.nextRunAt
 const running: boolean = status.running
 // @ts-expect-error: status() is synchronous
@@ -46,4 +77,4 @@ status.then(() => {})
 
 const error = new errors.FST_SQLITE_BACKUP_CLOSED()
 const code: 'FST_SQLITE_BACKUP_CLOSED' = error.code
-export { next, running, code }
+export { next, running, code, kept }
