@@ -1,5 +1,5 @@
 import { statSync, accessSync, constants as fsConstants } from 'node:fs'
-import { resolve, dirname } from 'node:path'
+import { resolve, dirname, relative, isAbsolute } from 'node:path'
 import { parse as parseDuration } from '@lukeed/ms'
 import type { Database } from 'better-sqlite3'
 import type { FastifySqliteBackupOptions, Duration, DrillFunction } from '../types/index'
@@ -160,7 +160,12 @@ function checkedPath (name: string, value: unknown): string {
   if (typeof value !== 'string' || value.trim() === '' || value.includes('\0')) {
     throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a non-empty path without NUL bytes')
   }
-  return resolve(value)
+  const path = resolve(value)
+  // A relative path that climbs out of the working directory is more likely a mistake (or injected) than meant.
+  if (!isAbsolute(value) && relative(process.cwd(), path).startsWith('..')) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a relative path inside the working directory, or an absolute path')
+  }
+  return path
 }
 
 function duration (name: string, value: Duration | undefined, fallback: number, { allowZero }: { allowZero: boolean }): number {

@@ -20,7 +20,9 @@ t.test('defaults and duration strings', async (t) => {
     keep: { last: DEFAULT_KEEP },
     runOnStart: false,
     timeout: DEFAULT_TIMEOUT,
-    closeTimeout: DEFAULT_CLOSE_TIMEOUT
+    closeTimeout: DEFAULT_CLOSE_TIMEOUT,
+    drill: false,
+    restoreIfMissing: false
   })
   t.equal(DEFAULT_INTERVAL, 600_000, 'ten minutes by default')
   const custom = resolveOptions({ database, destination, interval: '1h', keep: 3, runOnStart: true, timeout: '30s', closeTimeout: 0 })
@@ -83,7 +85,18 @@ t.test('invalid options are rejected at registration with their code and leave n
     ['timeout negative', { database, destination, timeout: -100 }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
     ['closeTimeout NaN', { database, destination, closeTimeout: NaN }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"closeTimeout"/],
     ['misspelled option', { database, destination, intervall: '1h' }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /did you mean "interval"/],
-    ['unknown option', { database, destination, compression: 'gzip' }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /known options/]
+    ['unknown option', { database, destination, compression: 'gzip' }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /known options/],
+    ['relative destination escaping the working directory', { database, destination: '../../backups' }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /relative path inside/],
+    ['relative database escaping the working directory', { database: '../outside.db', destination }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /relative path inside/],
+    ['keep with an unknown rule', { database, destination, keep: { dayly: 7 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /dayly/],
+    ['keep with no rule', { database, destination, keep: { utc: true } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"keep"/],
+    ['drill as a number', { database, destination, drill: 1 }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"drill"/],
+    ['drill as an empty query', { database, destination, drill: ' ' }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
+    ['restoreIfMissing with an open connection', { database: db, destination, restoreIfMissing: true }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /restoreIfMissing/],
+    ['restoreIfMissing as a string', { database, destination, restoreIfMissing: 'yes' }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
+    ['onBackup not a function', { database, destination, onBackup: 'log' }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"onBackup"/],
+    ['onError not a function', { database, destination, onError: {} }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"onError"/],
+    ['misspelled onBackup', { database, destination, onbackup: () => {} }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /did you mean "onBackup"/]
   ]
 
   for (const [name, options, code, message] of cases) {
