@@ -1,19 +1,39 @@
-import { createReadStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import Database from 'better-sqlite3'
 import { TaskAborted, type ShouldStop } from './task'
 
-/** sha256 and size of a file, read in 1 MiB chunks so that a stop request is honoured quickly. */
+// One buffer, reused for every read: hashing a file of any size allocates nothing more.
+const CHUNK_BYTES = 256 * 1024
+
+/** sha256 and size of a file, read in small chunks so that memory stays flat and a stop is honoured quickly. */
 export async function hashFile (path: string, shouldStop: ShouldStop): Promise<{ sha256: string, bytes: number }> {
   const hash = createHash('sha256')
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES)
   let bytes = 0
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    if (shouldStop()) throw new TaskAborted()
-    hash.update(chunk as Buffer)
-    bytes += (chunk as Buffer).length
+  const file = await open(path, 'r')
+  try {
+    for (;;) {
+      if (shouldStop()) throw new TaskAborted()
+      const { bytesRead } = await file.read(buffer, 0, CHUNK_BYTES, bytes)
+      if (bytesRead === 0) break
+      hash.update(buffer.subarray(0, bytesRead))
+      bytes += bytesRead
+    }
+  } finally {
+    await file.close()
   }
   return { sha256: hash.digest('hex'), bytes }
+}
+
+/** Worker task: `hashFile` of `job.path`. */
+export async function hashTask (job: { path: string }, shouldStop: ShouldStop): Promise<{ sha256: string, bytes: number }> {
+  return await hashFile(job.path, shouldStop)
+}
+
+/** Worker task: the problems `PRAGMA quick_check` finds in `job.path`. */
+export async function quickCheckTask (job: { path: string }): Promise<string[]> {
+  return checkDatabaseFile(job.path, 'quick_check')
 }
 
 /** Flushes a file's data to disk. */

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { TaskAborted, TaskFailure, type ShouldStop } from './task'
 import { runInWorker, type WorkerTaskOptions } from './worker-task'
-import { hashFile, flushFile, checkDatabaseFile } from './file-checks'
+import { flushFile } from './file-checks'
 import { removeFile } from './durable-fs'
 import { FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CORRUPT_DATABASE } from './errors'
 
@@ -18,23 +18,37 @@ export interface SnapshotJob {
   tempPath: string
 }
 
-export interface SnapshotInfo {
-  sha256: string
-  bytes: number
+/** What the copy itself tells, read inside the snapshot. */
+export interface CopyInfo {
   pageSize: number
   pageCount: number
   journalMode: string
   sqliteVersion: string
 }
 
+export interface SnapshotInfo extends CopyInfo {
+  sha256: string
+  bytes: number
+}
+
 /**
  * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), checks it
- * with quick_check and flushes it, in a worker thread. On any failure or stop the temp file is gone when the
- * promise settles.
+ * with quick_check, hashes it and flushes it, in worker threads. The check and the hash read the copy at the same
+ * time, each in its own thread. On any failure or stop the temp file is gone when the promise settles.
  */
 export async function takeSnapshot (job: SnapshotJob, options: WorkerTaskOptions): Promise<SnapshotInfo> {
+  const shared = { ...options, deadline: Date.now() + options.timeout }
   try {
-    return await runInWorker<SnapshotInfo>('snapshot', job, options)
+    const copied = await runInWorker<CopyInfo>('snapshot', job, shared)
+    const [checked, hashed] = await Promise.allSettled([
+      runInWorker<string[]>('quick-check', { path: job.tempPath }, shared),
+      runInWorker<{ sha256: string, bytes: number }>('hash', { path: job.tempPath }, shared)
+    ])
+    if (checked.status === 'rejected') throw checked.reason
+    if (hashed.status === 'rejected') throw hashed.reason
+    if (checked.value.length > 0) throw new TaskFailure(`quick_check: ${checked.value.slice(0, 3).join('; ')}`, 'SQLITE_CORRUPT')
+    await flushFile(job.tempPath)
+    return { ...copied, ...hashed.value }
   } catch (err) {
     await removeTemp(job.tempPath)
     if (!(err instanceof TaskFailure)) throw err
@@ -48,8 +62,8 @@ export async function removeTemp (tempPath: string): Promise<void> {
   await removeFile(`${tempPath}-journal`)
 }
 
-/** The snapshot itself; runs in a worker thread, where blocking is free. */
-export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop): Promise<SnapshotInfo> {
+/** The copy itself; runs in a worker thread, where blocking is free. */
+export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop): Promise<CopyInfo> {
   const source = new Database(job.source, { readonly: true, fileMustExist: true })
   try {
     source.pragma(`busy_timeout = ${LOCK_RETRY_MS}`)
@@ -74,11 +88,7 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
     })
     source.exec('COMMIT')
     await markRollbackJournal(job.tempPath)
-    const problems = checkDatabaseFile(job.tempPath, 'quick_check')
-    if (problems.length > 0) throw new TaskFailure(`quick_check: ${problems.slice(0, 3).join('; ')}`, 'SQLITE_CORRUPT')
-    const { sha256, bytes } = await hashFile(job.tempPath, shouldStop)
-    await flushFile(job.tempPath)
-    return { sha256, bytes, pageSize, pageCount, journalMode, sqliteVersion }
+    return { pageSize, pageCount, journalMode, sqliteVersion }
   } finally {
     source.close()
   }
