@@ -14,15 +14,9 @@
  * - Bad backups (`good: false`, such as one that failed a restore check) count toward no rule.
  */
 
-export interface RetentionPolicy {
-  last?: number
-  hourly?: number
-  daily?: number
-  weekly?: number
-  monthly?: number
-  /** Compute hour/day/week/month buckets in UTC instead of the server's local time zone. */
-  utc?: boolean
-}
+import type { RetentionPolicy } from '../types/index'
+
+export type { RetentionPolicy }
 
 export interface RetentionCandidate {
   id: string
