@@ -74,7 +74,7 @@ export class BackupManager {
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
 
-  /** Part of registration: creates the destination and, if asked, restores a missing database. */
+  /** Part of registration: creates the destination, so that an unusable one fails `register`. */
   async prepare (): Promise<void> {
     await this.destination.ensureDirectory()
   }
