@@ -64,7 +64,9 @@ export async function removeTemp (tempPath: string): Promise<void> {
 
 /** The copy itself; runs in a worker thread, where blocking is free. */
 export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop): Promise<CopyInfo> {
-  const source = new Database(job.source, { readonly: true, fileMustExist: true })
+  // Read-write although it never writes: like any connection, it must be able to roll back the hot journal of a
+  // writer that crashed mid-transaction, or the database could not be backed up until the app opens it again.
+  const source = new Database(job.source, { fileMustExist: true })
   try {
     source.pragma(`busy_timeout = ${LOCK_RETRY_MS}`)
     await beginReadTransaction(source, shouldStop)

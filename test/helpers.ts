@@ -137,3 +137,12 @@ export function mountTmpfs (t: Test, dir: string, size: string): string | null {
 export function remount (dir: string, options: string): void {
   execFileSync('mount', ['-o', options, dir], { stdio: 'pipe' })
 }
+
+/**
+ * t.testdir(), removed only after the test's teardowns have run (an unmount included): the first teardown
+ * installs the teardown chain, which the testdir's removal then wraps.
+ */
+export function testdirAfterTeardowns (t: Test): string {
+  t.teardown(() => {})
+  return t.testdir()
+}
