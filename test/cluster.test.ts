@@ -1,10 +1,9 @@
 import t from 'tap'
-import Database from 'better-sqlite3'
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createDatabase, startPairWriter, integrityCheck, waitFor, sha256File } from './helpers'
+import { createDatabase, startPairWriter, integrityCheck, waitFor, sha256File, highestPair } from './helpers'
 
 interface Message { type: string, pid?: number, id?: string, request?: number, skipped?: boolean, error?: string }
 
@@ -80,12 +79,3 @@ t.test('several processes, one database and one destination: one scheduler, one 
   }
   t.same(files.filter((name) => name.startsWith('.tmp-') && !name.includes(`-${leader}-`)), [], 'no leftovers but the killed process\'s')
 })
-
-function highestPair (path: string): number {
-  const db = new Database(path, { readonly: true, fileMustExist: true })
-  try {
-    return (db.prepare('SELECT coalesce(max(id), 0) AS id FROM pairs').get() as { id: number }).id
-  } finally {
-    db.close()
-  }
-}

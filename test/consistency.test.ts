@@ -1,16 +1,6 @@
 import t from 'tap'
-import Database from 'better-sqlite3'
 import { join } from 'node:path'
-import { createDatabase, buildApp, count, integrityCheck, startPairWriter, delay } from './helpers'
-
-function highestPair (path: string): number {
-  const db = new Database(path, { readonly: true, fileMustExist: true })
-  try {
-    return (db.prepare('SELECT coalesce(max(id), 0) AS id FROM pairs').get() as { id: number }).id
-  } finally {
-    db.close()
-  }
-}
+import { createDatabase, buildApp, count, integrityCheck, startPairWriter, delay, highestPair } from './helpers'
 
 for (const journalMode of ['wal', 'delete'] as const) {
   t.test(`${journalMode}: 20+ backups under a writer in another process are consistent and complete`, async (t) => {

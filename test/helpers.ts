@@ -50,6 +50,16 @@ export function integrityCheck (path: string): string {
   }
 }
 
+/** The highest row id of the pair writer's table: every pair up to it was committed. */
+export function highestPair (path: string): number {
+  const db = new Database(path, { readonly: true, fileMustExist: true })
+  try {
+    return (db.prepare('SELECT coalesce(max(id), 0) AS id FROM pairs').get() as { id: number }).id
+  } finally {
+    db.close()
+  }
+}
+
 /** The published backup files in a destination, oldest first. */
 export function backupFiles (dir: string): string[] {
   return readdirSync(dir).filter((name) => name.endsWith('.sqlite')).sort().map((name) => join(dir, name))
