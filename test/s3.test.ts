@@ -1,0 +1,295 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import { existsSync, openSync, writeSync, closeSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { DeleteObjectsCommand, DeleteBucketCommand } from '@aws-sdk/client-s3'
+import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
+import { S3Destination } from '../lib/destinations/s3'
+import { resolveS3 } from '../lib/destination-options'
+import { main } from '../lib/cli'
+import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor } from './helpers'
+import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
+
+const server = findS3Server()
+if (!server) {
+  t.comment(SKIP_MESSAGE)
+  t.pass('skipped: no S3 test server', { skip: SKIP_MESSAGE })
+} else {
+  s3Tests(server)
+}
+
+function s3Tests (server: S3Server): void {
+  const s3 = (bucket: string, extra: Partial<S3Options> = {}): S3Options => ({
+    type: 's3',
+    bucket,
+    prefix: 'app/',
+    region: server.region,
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    ...extra
+  })
+
+  for (const compression of ['gzip', 'none'] as const) {
+    t.test(`round trip through S3 (${compression}): backup, list, verify, restore`, async (t) => {
+      const dir = t.testdir()
+      const bucket = await newBucket(t, server)
+      const db = createDatabase(join(dir, 'app.db'), { rows: 300 })
+      t.teardown(() => db.close())
+      const staging = join(dir, 'staging')
+      const app = await buildApp(t, { database: db, destination: s3(bucket, compression === 'gzip' ? {} : { compression }), staging, interval: false })
+
+      const result = await app.backup.now()
+      t.equal(result.skipped, false)
+      const suffix = compression === 'gzip' ? '.sqlite.gz' : '.sqlite'
+      t.equal(result.path, `s3://${bucket}/app/${result.id}${suffix}`)
+      t.same(await listKeys(server, bucket), [`app/${result.id}.json`, `app/${result.id}${suffix}`], 'the data, then its record')
+      t.match(result.metadata, { compression, file: `${result.id}${suffix}` })
+      if (compression === 'gzip') t.ok(result.metadata.storedBytes! < result.bytes, `stored ${result.metadata.storedBytes} of ${result.bytes} bytes`)
+      else t.equal(result.metadata.storedBytes, result.bytes)
+      t.same(destinationFiles(staging), [], 'nothing left in the staging directory')
+
+      const listed = await app.backup.list()
+      t.equal(listed.length, 1)
+      t.equal(listed[0].id, result.id)
+      t.equal(listed[0].metadata?.sha256, result.sha256, 'the checksum of the uncompressed database')
+
+      const verified = await app.backup.verify()
+      t.equal(verified.ok, true, verified.problems.join('; '))
+
+      const to = join(dir, 'restored.db')
+      const restored = await app.backup.restore(result.id, { to })
+      t.equal(restored.sha256, result.sha256)
+      t.equal(count(to, 'items'), 300)
+      t.equal(integrityCheck(to), 'ok')
+      t.same(destinationFiles(staging), [], 'downloads are removed')
+
+      const second = await app.backup.now()
+      t.equal(second.skipped, true, 'nothing changed: skipped')
+      t.match(app.backup.status().destinations, [{ name: `s3://${bucket}/app/`, type: 's3', lastError: null, lastBackupId: result.id, kept: { count: 1 } }])
+    })
+  }
+
+  t.test('a local directory and S3 at once: each gets every backup', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, { database: db, destination: [local, s3(bucket)], interval: false })
+
+    const first = await app.backup.now()
+    db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+    const second = await app.backup.now()
+    t.equal(first.path, join(local, `${first.id}.sqlite`), 'the path is in the local directory')
+    t.same(backupFiles(local).map((file) => file.slice(local.length + 1)), [`${first.id}.sqlite`, `${second.id}.sqlite`])
+    t.same((await app.backup.list({ destination: 1 })).map((backup) => backup.id), [second.id, first.id])
+    t.same((await app.backup.list()).map((backup) => backup.id), [second.id, first.id], 'the first destination by default')
+    t.equal((await app.backup.verify(first.id, { destination: 1 })).ok, true)
+    const to = join(dir, 'restored.db')
+    await app.backup.restore(second.id, { to, destination: 1 })
+    t.equal(count(to, 'items'), 101)
+    await t.rejects(app.backup.list({ destination: 2 }), { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
+    const status = app.backup.status()
+    t.equal(status.destinations.length, 2)
+    t.match(status.destinations[0], { name: local, type: 'local', lastError: null, lastBackupId: second.id })
+    t.match(status.destinations[1], { type: 's3', lastError: null, lastBackupId: second.id, kept: { count: 2 } })
+  })
+
+  t.test('retention on S3 deletes exactly what the policy says', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, { database: db, destination: [s3(bucket), local], keep: 2, interval: false })
+    const ids: string[] = []
+    for (let i = 0; i < 4; i++) ids.push((await app.backup.now({ force: true })).id)
+    const kept = ids.slice(2)
+    t.same(await listKeys(server, bucket), kept.flatMap((id) => [`app/${id}.json`, `app/${id}.sqlite.gz`]))
+    t.same(backupFiles(local).map((file) => file.slice(local.length + 1)), kept.map((id) => `${id}.sqlite`))
+    t.same((await app.backup.list()).map((backup) => backup.id), [...kept].reverse())
+    t.match(app.backup.status().kept, { count: 2 })
+  })
+
+  t.test('wrong credentials and a missing bucket fail the registration with their codes', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const secret = `wrong-secret-${randomBytes(8).toString('hex')}`
+    const lines: string[] = []
+    const cases: Array<[string, FastifySqliteBackupOptions['destination'], string]> = [
+      ['wrong secret', s3(bucket, { credentials: { accessKeyId: server.accessKeyId, secretAccessKey: secret } }), 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED'],
+      ['unknown key', s3(bucket, { credentials: { accessKeyId: 'NOSUCHKEY', secretAccessKey: secret } }), 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED'],
+      ['missing bucket', s3(`${bucket}-missing`), 'FST_SQLITE_BACKUP_S3_NO_BUCKET']
+    ]
+    for (const [name, destination, code] of cases) {
+      const app = Fastify({ logger: { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } } })
+      t.teardown(() => app.close())
+      const error = await app.register(backup, { database: db, destination, staging: join(dir, 'staging'), interval: false }).ready().then(() => null, (err: Error & { code: string }) => err)
+      t.equal(error?.code, code, name)
+      t.match(error?.message, /s3:\/\//, `${name}: the message names the destination`)
+      t.notMatch(error?.message, secret, `${name}: no secret in the message`)
+      t.notMatch(JSON.stringify(error, Object.getOwnPropertyNames(error)), secret, `${name}: nor in the error's properties`)
+    }
+    t.notMatch(lines.join(''), secret, 'no secret in any log line')
+  })
+
+  t.test('no secret in logs, errors or status, whatever happens', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const lines: string[] = []
+    const errors: Error[] = []
+    const app2 = Fastify({ logger: { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } } })
+    t.teardown(() => app2.close())
+    const doomed = await newBucket(t, server)
+    await app2.register(backup, { database: db, destination: [join(dir, 'backups'), s3(bucket), s3(doomed, { attempts: 1 })], interval: false, onError: (err) => errors.push(err) })
+    await app2.ready()
+    await app2.backup.now()
+    // The bucket goes away while the app runs.
+    const s3client = client(server)
+    const keys = await listKeys(server, doomed)
+    await s3client.send(new DeleteObjectsCommand({ Bucket: doomed, Delete: { Objects: keys.map((Key) => ({ Key })) } }))
+    await s3client.send(new DeleteBucketCommand({ Bucket: doomed }))
+    db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+    const result = await app2.backup.now()
+    t.equal(result.skipped, false, 'the other destinations got the backup')
+    const status = app2.backup.status()
+    t.match(status.destinations[2], { lastError: { code: 'FST_SQLITE_BACKUP_S3_NO_BUCKET' } })
+    t.match(status.destinations[1], { lastError: null, lastBackupId: result.id })
+    t.ok(errors.length >= 1, 'onError heard of the failed destination')
+    const everything = lines.join('') + JSON.stringify(status) + errors.map((err) => `${err.message} ${JSON.stringify(err, Object.getOwnPropertyNames(err))}`).join('')
+    t.notMatch(everything, server.secretAccessKey, 'the secret access key appears nowhere')
+    t.match(lines.join(''), /could not publish to s3:\/\//, 'the failure was logged')
+  })
+
+  t.test('the server stopped mid-upload: retried, nothing orphaned, the local destination unaffected', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    // About 40 MB of random rows: several 5 MiB parts, so that the stop lands inside a multipart upload.
+    const db = createDatabase(join(dir, 'app.db'), { rows: 40_000 })
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, {
+      database: db,
+      destination: [local, s3(bucket, { compression: 'none', partSize: 5 * 1024 * 1024, queueSize: 1, attempts: 3 })],
+      interval: false
+    })
+    t.teardown(() => { if (!gatewayUp) gateway(server, 'gw-start') })
+    let gatewayUp = true
+    const running = app.backup.now()
+    await waitFor(() => app.backup.status().destinations[0].lastBackupId !== null, 30_000)
+    // Wait until the multipart upload is under way, then cut the server.
+    const deadline = Date.now() + 20_000
+    while ((await multipartUploads(server, bucket)).length === 0 && Date.now() < deadline) await delay(20)
+    gateway(server, 'gw-stop')
+    gatewayUp = false
+    await delay(1500)
+    gateway(server, 'gw-start')
+    gatewayUp = true
+    let result = await running
+    const s3Status = app.backup.status().destinations[1]
+    if (s3Status.lastError !== null) {
+      t.comment(`the S3 destination failed this run (${s3Status.lastError.message}); the next run publishes there`)
+      t.equal(existsSync(result.path), true, 'the local destination has the backup all the same')
+      result = await app.backup.now()
+      t.equal(result.skipped, false, 'nothing changed, yet a new backup is made for the destination that missed one')
+    } else {
+      t.comment('the upload was retried and succeeded')
+    }
+    const status = app.backup.status()
+    t.match(status.destinations[1], { lastError: null, lastBackupId: result.id })
+    t.equal(status.destinations[0].lastError, null, 'the local destination never failed')
+    t.same(await multipartUploads(server, bucket), [], 'no multipart upload left behind')
+    const keys = await listKeys(server, bucket)
+    t.ok(keys.includes(`app/${result.id}.json`) && keys.includes(`app/${result.id}.sqlite`))
+    t.equal((await app.backup.verify(result.id, { destination: 1 })).ok, true)
+    t.same(keys.filter((key) => key.endsWith('.json')).length, keys.filter((key) => key.endsWith('.sqlite')).length, 'every data object has its record')
+  })
+
+  t.test('memory stays bounded while a large file is compressed and uploaded', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const file = join(dir, 'big')
+    const size = 200 * 1024 * 1024
+    const fd = openSync(file, 'w')
+    // Half random, half zeros per MiB: gzip works on it, yet it is far from all zeros.
+    const chunk = Buffer.concat([randomBytes(512 * 1024), Buffer.alloc(512 * 1024)])
+    for (let written = 0; written < size; written += chunk.length) writeSync(fd, chunk)
+    closeSync(fd)
+    const destination = new S3Destination(resolveS3({ ...s3(bucket) }, 'destination'))
+    globalThis.gc?.()
+    const before = process.memoryUsage().rss
+    let peak = before
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss) }, 10)
+    const started = Date.now()
+    const id = '20260101T000000000Z-0a1b2c3d'
+    const record = await destination.put(file, { id, bytes: size, sha256: 'x' } as never, new AbortController().signal)
+    clearInterval(sampler)
+    const growth = (peak - before) / 1024 / 1024
+    t.comment(`200 MiB upload (gzip, ${(record.storedBytes! / 1024 / 1024).toFixed(0)} MiB stored) in ${Date.now() - started} ms: RSS peak +${growth.toFixed(1)} MiB`)
+    t.ok(growth < 100, `RSS grew by ${growth.toFixed(1)} MiB, far below the 200 MiB of the file`)
+    t.same(await multipartUploads(server, bucket), [])
+    t.same(await listKeys(server, bucket), [`app/${id}.json`, `app/${id}.sqlite.gz`])
+  })
+
+  t.test('the command-line tool lists, verifies and restores s3:// destinations', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 20 })
+    t.teardown(() => db.close())
+    const app = await buildApp(t, { database: db, destination: s3(bucket, { prefix: 'team/app' }), staging: join(dir, 'staging'), interval: false })
+    const result = await app.backup.now()
+
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
+    process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
+    process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
+    t.teardown(() => {
+      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
+      else process.env.AWS_ACCESS_KEY_ID = saved.id
+      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
+      else process.env.AWS_SECRET_ACCESS_KEY = saved.secret
+    })
+    const run = async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
+      let stdout = ''
+      let stderr = ''
+      const code = await main(args, { stdout: { write: (text: string) => { stdout += text } }, stderr: { write: (text: string) => { stderr += text } } })
+      return { code, stdout, stderr }
+    }
+    const url = `s3://${bucket}/team/app`
+    const where = ['--endpoint', server.endpoint, '--region', server.region, '--path-style']
+
+    const listed = await run('list', url, ...where, '--json')
+    t.equal(listed.code, 0, listed.stderr)
+    t.same(JSON.parse(listed.stdout).map((backup: { id: string }) => backup.id), [result.id])
+    const verified = await run('verify', url, ...where)
+    t.equal(verified.code, 0, verified.stderr)
+    t.match(verified.stdout, result.id)
+    const to = join(dir, 'restored.db')
+    const restored = await run('restore', url, '--to', to, ...where)
+    t.equal(restored.code, 0, restored.stderr)
+    t.equal(count(to, 'items'), 20)
+
+    const missing = await run('list', `s3://${bucket}-nope/x`, ...where)
+    t.equal(missing.code, 1)
+    t.match(missing.stderr, /FST_SQLITE_BACKUP_S3_NO_BUCKET/)
+    const flags = await run('list', dir, '--endpoint', server.endpoint)
+    t.equal(flags.code, 2, 'S3 flags on a directory are a usage error')
+    t.notMatch(listed.stdout + verified.stdout + restored.stdout + missing.stderr, server.secretAccessKey)
+  })
+
+  t.test('an S3 destination that cannot be reached at startup does not keep the app from starting', async (t) => {
+    const dir = t.testdir()
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, { database: db, destination: [local, s3('some-bucket', { endpoint: 'http://127.0.0.1:9', attempts: 1 })], interval: false })
+    const result = await app.backup.now()
+    t.equal(existsSync(result.path), true)
+    t.match(app.backup.status().destinations[1], { lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED', message: /ECONNREFUSED|connect/ } })
+  })
+}
