@@ -432,11 +432,18 @@ export class BackupManager {
       if (this.options.drill) await this.drill(source, metadata, this.options.drill)
       const others = this.states.filter((state) => state !== primaryState)
       const outcomes = await Promise.all(others.map((state) => this.putWithRetry(state, source, metadata)))
+      const failures: Array<[DestinationState, Error]> = []
       others.forEach((state, index) => {
         const outcome = outcomes[index]
-        if (!(outcome instanceof Error)) records.set(state, outcome)
+        if (outcome instanceof Error) failures.push([state, outcome])
+        else records.set(state, outcome)
       })
-      if (records.size === 0) throw outcomes[0]
+      // Nowhere: the run failed, and says so once. Somewhere: each destination that missed it is reported.
+      if (records.size === 0) throw failures[0][1]
+      for (const [{ destination }, error] of failures) {
+        this.log.error({ err: error, destination: destination.name }, 'sqlite backup: could not publish to %s; the other destinations have the backup, and the next run publishes a new one there', destination.name)
+        this.notify('onError', error)
+      }
     } finally {
       if (!this.primary) await removeTemp(tempPath)
     }
@@ -466,10 +473,6 @@ export class BackupManager {
       const coded = (err as { code?: string }).code?.startsWith('FST_') === true
       const error = coded ? err as Error : new FST_SQLITE_BACKUP_PUBLISH_FAILED(destination.name, (err as Error).message, { cause: err })
       this.recordFailure(state, error)
-      if (this.states.length > 1) {
-        this.log.error({ err: error, destination: destination.name }, 'sqlite backup: could not publish to %s; the other destinations have the backup, and the next run publishes a new one there', destination.name)
-        this.notify('onError', error)
-      }
       return error
     }
   }

@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import { existsSync, openSync, writeSync, closeSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { DeleteObjectsCommand, DeleteBucketCommand } from '@aws-sdk/client-s3'
+import { S3Client, DeleteObjectsCommand, DeleteBucketCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { S3Destination } from '../lib/destinations/s3'
 import { resolveS3 } from '../lib/destination-options'
@@ -293,3 +293,47 @@ function s3Tests (server: S3Server): void {
     t.match(app.backup.status().destinations[1], { lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED', message: /ECONNREFUSED|connect/ } })
   })
 }
+
+// Counted at the SDK's door (every command the plugin sends goes through S3Client.send), against the real server.
+t.test('S3 requests per backup and per list, as the README says', { skip: server ? false : SKIP_MESSAGE }, async (t) => {
+  const dir = t.testdir()
+  const bucket = await newBucket(t, server!)
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const sent: string[] = []
+  const send = S3Client.prototype.send
+  S3Client.prototype.send = function (this: S3Client, command: { constructor: { name: string } }, ...rest: unknown[]) {
+    sent.push(command.constructor.name.replace(/Command$/, ''))
+    return (send as (...args: unknown[]) => unknown).call(this, command, ...rest)
+  } as typeof send
+  t.teardown(() => { S3Client.prototype.send = send })
+  const take = (): string[] => sent.splice(0).sort()
+  const credentials = { accessKeyId: server!.accessKeyId, secretAccessKey: server!.secretAccessKey }
+  const descriptor = { type: 's3' as const, bucket, prefix: 'app/', region: server!.region, endpoint: server!.endpoint, forcePathStyle: true, credentials }
+
+  const app = await buildApp(t, {
+    database: db,
+    destination: descriptor,
+    staging: join(dir, 'staging'),
+    keep: 2,
+    interval: false
+  })
+  t.same(take(), ['HeadBucket', 'ListMultipartUploads', 'ListObjectsV2', 'ListObjectsV2'], 'registration and ready, empty prefix')
+  const perBackup = ['ListObjectsV2', 'ListObjectsV2', 'PutObject', 'PutObject']
+  await app.backup.now()
+  t.same(take(), perBackup, 'a small backup: data and record, one listing to avoid duplicates, one for retention')
+  await app.backup.now()
+  t.same(take(), [], 'nothing changed: no request at all')
+  db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+  await app.backup.now()
+  t.same(take(), perBackup)
+  db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+  await app.backup.now()
+  t.same(take(), [...perBackup, 'DeleteObject', 'DeleteObject', 'DeleteObject'].sort(), 'retention deletes the record, then the data')
+  await app.backup.list()
+  t.same(take(), ['ListObjectsV2'], 'list() in the process that wrote the records: one listing')
+
+  const fresh = new S3Destination(resolveS3({ ...descriptor }, 'destination'))
+  t.equal((await fresh.list()).length, 2)
+  t.same(take(), ['GetObject', 'GetObject', 'ListObjectsV2'], 'list() elsewhere: one listing and one GET per record')
+})

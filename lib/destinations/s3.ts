@@ -48,6 +48,11 @@ export class S3Destination implements Destination {
   private readonly client: S3Client
   /** Data keys whose failed multipart upload could not be aborted yet (the server was unreachable). */
   private readonly pendingAborts = new Set<string>()
+  /**
+   * Records read or written by this process. A record changes only when its writer adds the drill result, so a
+   * listing costs one GET per record the first time only, then ListObjectsV2 alone.
+   */
+  private readonly records = new Map<string, BackupMetadata>()
 
   constructor (private readonly settings: S3Settings) {
     this.name = `s3://${settings.bucket}/${settings.prefix}`
@@ -72,6 +77,7 @@ export class S3Destination implements Destination {
 
   async list (): Promise<BackupInfo[]> {
     const { records } = await this.listKeys()
+    for (const id of this.records.keys()) if (!records.has(id)) this.records.delete(id)
     const ids = [...records.keys()].sort().reverse()
     const infos: BackupInfo[] = new Array(ids.length)
     let next = 0
@@ -154,6 +160,7 @@ export class S3Destination implements Destination {
   /** The record first: an interrupted delete leaves only an unlisted data object, removed as a leftover. */
   async remove (id: string): Promise<void> {
     await this.deleteKey(`${id}.json`)
+    this.records.delete(id)
     await this.deleteKey(`${id}.sqlite.gz`)
     await this.deleteKey(`${id}.sqlite`)
   }
@@ -229,8 +236,12 @@ export class S3Destination implements Destination {
   }
 
   private async readRecord (id: string): Promise<BackupMetadata> {
+    const known = this.records.get(id)
+    if (known) return known
     const response = await this.call('read a record', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: `${this.settings.prefix}${id}.json` })))
-    return JSON.parse(await response.Body!.transformToString()) as BackupMetadata
+    const metadata = JSON.parse(await response.Body!.transformToString()) as BackupMetadata
+    this.records.set(id, metadata)
+    return metadata
   }
 
   private async writeRecord (metadata: BackupMetadata): Promise<void> {
@@ -240,6 +251,7 @@ export class S3Destination implements Destination {
       Body: JSON.stringify(metadata, null, 2) + '\n',
       ContentType: 'application/json'
     })))
+    this.records.set(metadata.id, metadata)
   }
 
   private async deleteKey (name: string): Promise<void> {
