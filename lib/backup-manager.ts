@@ -134,7 +134,8 @@ export class BackupManager {
       } catch (err) {
         const code = (err as { code?: string }).code
         if (destination.type === 'local') throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(destination.name, (err as Error).message, { cause: err })
-        if (code === 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED' || code === 'FST_SQLITE_BACKUP_S3_NO_BUCKET') throw err
+        // Ours (credentials refused, no bucket, keys that do not match) is a mistake in the setup: no retry fixes it.
+        if (code?.startsWith('FST_') === true) throw err
         this.log.warn({ err, destination: destination.name }, 'sqlite backup: cannot reach %s at startup; backups to it will be retried', destination.name)
       }
     }))
@@ -155,7 +156,8 @@ export class BackupManager {
         this.log.info({ backup: { id: backup.id, path: backup.path }, database: path }, 'sqlite backup: the database was missing; restored it from the newest good backup')
         return
       } catch (err) {
-        if ((err as { code?: string }).code !== 'FST_SQLITE_BACKUP_VERIFY_FAILED') throw err
+        const code = (err as { code?: string }).code
+        if (code !== 'FST_SQLITE_BACKUP_VERIFY_FAILED' && code !== 'FST_SQLITE_BACKUP_DECRYPT_FAILED') throw err
         this.log.error({ err, backup: { id: backup.id } }, 'sqlite backup: skipping a backup that fails verification; trying an older one')
       }
     }
@@ -245,7 +247,11 @@ export class BackupManager {
       const problems = await this.withBackupInUse(backup.id, () => this.withLocalCopy(destination, backup, (path) => verifyInWorker(
         { path, expected: expectedOf(backup.metadata) },
         { timeout: this.options.timeout, signal: this.closing.signal }
-      )))
+      ))).catch((err: Error & { code?: string }) => {
+        // A backup that cannot be decrypted is a finding about that backup, like a bad checksum.
+        if (err.code === 'FST_SQLITE_BACKUP_DECRYPT_FAILED') return [err.message]
+        throw err
+      })
       const result: VerifyResult = { ok: problems.length === 0, id: backup.id, path: backup.path, problems, checkedAt, durationMs: Date.now() - checkedAt.getTime() }
       this.lastVerify = result
       if (result.ok) this.log.info({ backup: { id: backup.id } }, 'sqlite backup verified')

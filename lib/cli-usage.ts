@@ -17,6 +17,7 @@ AWS_SECRET_ACCESS_KEY (or the AWS SDK's other sources):
   --endpoint <url>  an S3-compatible server, e.g. http://127.0.0.1:9000
   --region <name>   default: AWS_REGION, else us-east-1
   --path-style      path-style URLs (most self-hosted servers need it)
+  --identity-file <path>  the age identity that decrypts encrypted backups
 `
 
 const GLOBAL_OPTIONS = `Options of every command:

@@ -62,7 +62,8 @@ const GLOBAL_OPTIONS = {
 const S3_OPTIONS = {
   endpoint: { type: 'string' },
   region: { type: 'string' },
-  'path-style': { type: 'boolean' }
+  'path-style': { type: 'boolean' },
+  'identity-file': { type: 'string' }
 } as const
 
 const COMMANDS: Record<CommandName, CommandSpec> = {
@@ -177,8 +178,8 @@ async function backupCommand ({ positionals: [database, dir], values }: Invocati
 /** The destination must already exist for list, verify and restore: a typo must not look like "no backups". */
 async function openDestination (dir: string, values: Values): Promise<Destination> {
   if (dir.startsWith('s3://')) return openS3(dir, values)
-  if (values.endpoint !== undefined || values.region !== undefined || values['path-style'] !== undefined) {
-    throw new UsageError('--endpoint, --region and --path-style apply to an s3://bucket/prefix destination only')
+  if (values.endpoint !== undefined || values.region !== undefined || values['path-style'] !== undefined || values['identity-file'] !== undefined) {
+    throw new UsageError('--endpoint, --region, --path-style and --identity-file apply to an s3://bucket/prefix destination only')
   }
   const path = resolve(dir)
   const stats = await stat(path).catch(() => undefined)
@@ -191,6 +192,7 @@ async function openDestination (dir: string, values: Values): Promise<Destinatio
 function openS3 (url: string, values: Values): S3Destination {
   const [bucket, ...rest] = url.slice('s3://'.length).split('/')
   const region = values.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1'
+  const identity = values['identity-file'] === undefined ? undefined : readIdentity(String(values['identity-file']))
   try {
     return new S3Destination(resolveS3({
       type: 's3',
@@ -198,11 +200,25 @@ function openS3 (url: string, values: Values): S3Destination {
       prefix: rest.join('/'),
       region,
       endpoint: values.endpoint,
-      forcePathStyle: values['path-style'] === true
+      forcePathStyle: values['path-style'] === true,
+      encryption: identity === undefined ? undefined : { identity }
     }, url))
   } catch (err) {
     throw new UsageError(`invalid destination "${url}": ${(err as Error).message}`)
   }
+}
+
+/** An age identity file, as `age-keygen` writes it: comments, then the key. The key itself is never printed. */
+function readIdentity (path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new UsageError(`cannot read --identity-file "${path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  const key = text.split('\n').map((line) => line.trim()).find((line) => line.startsWith('AGE-SECRET-KEY-'))
+  if (key === undefined) throw new UsageError(`--identity-file "${path}" holds no age identity (a line starting with AGE-SECRET-KEY-)`)
+  return key
 }
 
 async function newest (destination: Destination): Promise<BackupInfo> {

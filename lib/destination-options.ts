@@ -1,5 +1,6 @@
 import { parse as parseDuration } from '@lukeed/ms'
 import type { S3Settings } from './destinations/s3'
+import type { EncryptionSettings } from './encryption'
 import { FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_UNKNOWN_OPTION, FST_SQLITE_BACKUP_INVALID_DESTINATION } from './errors'
 
 export const S3_DEFAULTS = {
@@ -14,8 +15,10 @@ export const S3_DEFAULTS = {
 const MIN_PART_SIZE = 5 * 1024 * 1024
 const S3_KEYS = [
   'type', 'bucket', 'prefix', 'region', 'endpoint', 'forcePathStyle', 'credentials', 'compression',
-  'partSize', 'queueSize', 'uploadTimeout', 'attempts'
+  'partSize', 'queueSize', 'uploadTimeout', 'attempts', 'encryption'
 ] as const
+const AGE_RECIPIENT = /^age1[0-9a-z]{20,}$/
+const AGE_IDENTITY = /^AGE-SECRET-KEY-[0-9A-Z-]{20,}$/
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
 
@@ -62,8 +65,27 @@ export function resolveS3 (value: Record<string, unknown>, where: string): S3Set
     partSize: integer(`${where}.partSize`, value.partSize, S3_DEFAULTS.partSize, MIN_PART_SIZE, 5 * 1024 ** 3),
     queueSize: integer(`${where}.queueSize`, value.queueSize, S3_DEFAULTS.queueSize, 1, 16),
     uploadTimeout: durationOf(`${where}.uploadTimeout`, value.uploadTimeout, S3_DEFAULTS.uploadTimeout),
-    attempts: integer(`${where}.attempts`, value.attempts, S3_DEFAULTS.attempts, 1, 20)
+    attempts: integer(`${where}.attempts`, value.attempts, S3_DEFAULTS.attempts, 1, 20),
+    encryption: encryption(value.encryption, `${where}.encryption`)
   }
+}
+
+/** Keys are checked by shape only, and never echoed back. */
+function encryption (value: unknown, where: string): EncryptionSettings | undefined {
+  if (value === undefined) return undefined
+  const expected = '{ recipient: \'age1...\', identity?: \'AGE-SECRET-KEY-1...\' }: an age recipient to encrypt to, and the identity to decrypt with (at least one of them)'
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FST_SQLITE_BACKUP_INVALID_OPTION(where, expected)
+  const { recipient, identity, ...rest } = value as Record<string, unknown>
+  const unknown = Object.keys(rest)
+  if (unknown.length > 0) throw new FST_SQLITE_BACKUP_UNKNOWN_OPTION(`${where}.${unknown[0]}`, '; encryption takes recipient and identity')
+  if (recipient !== undefined && (typeof recipient !== 'string' || !AGE_RECIPIENT.test(recipient))) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(`${where}.recipient`, 'an age recipient (public key) such as \'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\'')
+  }
+  if (identity !== undefined && (typeof identity !== 'string' || !AGE_IDENTITY.test(identity))) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(`${where}.identity`, 'an age identity (secret key) starting with \'AGE-SECRET-KEY-\'')
+  }
+  if (recipient === undefined && identity === undefined) throw new FST_SQLITE_BACKUP_INVALID_OPTION(where, expected)
+  return identity === undefined ? { recipient: recipient as string } : { recipient: (recipient as string | undefined) ?? '', identity }
 }
 
 function credentials (value: unknown, where: string): S3Settings['credentials'] {

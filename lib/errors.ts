@@ -103,3 +103,9 @@ export const FST_SQLITE_BACKUP_S3_NO_BUCKET = createError(
   'FST_SQLITE_BACKUP_S3_NO_BUCKET',
   'The bucket of "%s" does not exist at %s; create it, or fix "bucket", "region" and "endpoint"'
 )
+
+export const FST_SQLITE_BACKUP_DECRYPT_FAILED = createError(
+  'FST_SQLITE_BACKUP_DECRYPT_FAILED',
+  'Backup %s could not be decrypted (%s); nothing was restored. Check the destination\'s "encryption.identity", or choose another backup',
+  422
+)

@@ -108,6 +108,11 @@ t.test('invalid options are rejected at registration with their code and leave n
     ['S3 queue size zero', { database, destination: { ...s3, queueSize: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.queueSize"/],
     ['S3 attempts zero', { database, destination: { ...s3, attempts: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.attempts"/],
     ['S3 unparsable upload timeout', { database, destination: { ...s3, uploadTimeout: 'soon' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.uploadTimeout"/],
+    ['S3 encryption without keys', { database, destination: { ...s3, encryption: {} } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption"/],
+    ['S3 encryption as a string', { database, destination: { ...s3, encryption: 'age' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption"/],
+    ['S3 encryption with a passphrase', { database, destination: { ...s3, encryption: { passphrase: 'TOPSECRET' } } }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /"destination\.encryption\.passphrase"/],
+    ['S3 encryption with a malformed recipient', { database, destination: { ...s3, encryption: { recipient: 'ssh-ed25519 AAAA' } } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption\.recipient"/],
+    ['S3 encryption with a malformed identity', { database, destination: { ...s3, encryption: { identity: 'TOPSECRET' } } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption\.identity"/],
     ['the same S3 place twice', { database, destination: [s3, { ...s3, prefix: 'app' }] }, 'FST_SQLITE_BACKUP_INVALID_DESTINATION', /listed twice/],
     ['staging beside a local destination', { database, destination, staging: join(dir, 'staging') }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"staging"/],
     ['staging is a file', { database, destination: s3, staging: join(dir, 'not-a-dir') }, 'FST_SQLITE_BACKUP_INVALID_DESTINATION', /not a directory/]

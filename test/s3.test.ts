@@ -1,9 +1,9 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify from 'fastify'
-import { existsSync, openSync, writeSync, closeSync } from 'node:fs'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { S3Client, DeleteObjectsCommand, DeleteBucketCommand } from '@aws-sdk/client-s3'
+import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { S3Destination } from '../lib/destinations/s3'
 import { resolveS3 } from '../lib/destination-options'
@@ -30,6 +30,25 @@ function s3Tests (server: S3Server): void {
     credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
     ...extra
   })
+
+  /** The command-line tool, in this process, with the server's keys in the environment as a user would set them. */
+  const cli = (t: Test) => {
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
+    process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
+    process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
+    t.teardown(() => {
+      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
+      else process.env.AWS_ACCESS_KEY_ID = saved.id
+      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
+      else process.env.AWS_SECRET_ACCESS_KEY = saved.secret
+    })
+    return async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
+      let stdout = ''
+      let stderr = ''
+      const code = await main(args, { stdout: { write: (text: string) => { stdout += text } }, stderr: { write: (text: string) => { stderr += text } } })
+      return { code, stdout, stderr }
+    }
+  }
 
   for (const compression of ['gzip', 'none'] as const) {
     t.test(`round trip through S3 (${compression}): backup, list, verify, restore`, async (t) => {
@@ -211,31 +230,113 @@ function s3Tests (server: S3Server): void {
     t.same(keys.filter((key) => key.endsWith('.json')).length, keys.filter((key) => key.endsWith('.sqlite')).length, 'every data object has its record')
   })
 
-  t.test('memory stays bounded while a large file is compressed and uploaded', async (t) => {
+  t.test('client-side encryption (age): round trip; wrong key, missing key and tampering are rejected; the key is never shown', async (t) => {
+    const age = await import('age-encryption')
+    const identity = await age.generateIdentity()
+    const other = await age.generateIdentity()
+    const recipient = await age.identityToRecipient(identity)
     const dir = t.testdir()
     const bucket = await newBucket(t, server)
-    const file = join(dir, 'big')
-    const size = 200 * 1024 * 1024
-    const fd = openSync(file, 'w')
-    // Half random, half zeros per MiB: gzip works on it, yet it is far from all zeros.
-    const chunk = Buffer.concat([randomBytes(512 * 1024), Buffer.alloc(512 * 1024)])
-    for (let written = 0; written < size; written += chunk.length) writeSync(fd, chunk)
-    closeSync(fd)
-    const destination = new S3Destination(resolveS3({ ...s3(bucket) }, 'destination'))
-    globalThis.gc?.()
-    const before = process.memoryUsage().rss
-    let peak = before
-    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss) }, 10)
-    const started = Date.now()
-    const id = '20260101T000000000Z-0a1b2c3d'
-    const record = await destination.put(file, { id, bytes: size, sha256: 'x' } as never, new AbortController().signal)
-    clearInterval(sampler)
-    const growth = (peak - before) / 1024 / 1024
-    t.comment(`200 MiB upload (gzip, ${(record.storedBytes! / 1024 / 1024).toFixed(0)} MiB stored) in ${Date.now() - started} ms: RSS peak +${growth.toFixed(1)} MiB`)
-    t.ok(growth < 100, `RSS grew by ${growth.toFixed(1)} MiB, far below the 200 MiB of the file`)
-    t.same(await multipartUploads(server, bucket), [])
-    t.same(await listKeys(server, bucket), [`app/${id}.json`, `app/${id}.sqlite.gz`])
+    const db = createDatabase(join(dir, 'app.db'), { rows: 200 })
+    t.teardown(() => db.close())
+    const lines: string[] = []
+    const logged = async (options: FastifySqliteBackupOptions): Promise<ReturnType<typeof Fastify>> => {
+      const app = Fastify({ logger: { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } } })
+      t.teardown(() => app.close())
+      await app.register(backup, { staging: join(dir, 'staging'), interval: false, ...options })
+      await app.ready()
+      return app
+    }
+    const app = await logged({ database: db, destination: s3(bucket, { encryption: { identity } }) })
+    const result = await app.backup.now()
+    t.equal(result.path, `s3://${bucket}/app/${result.id}.sqlite.gz.age`)
+    t.match(result.metadata, { encryption: 'age', compression: 'gzip' })
+    const stored = await client(server).send(new GetObjectCommand({ Bucket: bucket, Key: `app/${result.id}.sqlite.gz.age` }))
+    const ciphertext = Buffer.from(await stored.Body!.transformToByteArray())
+    t.equal(ciphertext.subarray(0, 21).toString(), 'age-encryption.org/v1', 'an age file')
+    t.equal(ciphertext.length, result.metadata.storedBytes)
+    t.equal((await app.backup.verify()).ok, true)
+    const to = join(dir, 'restored.db')
+    await app.backup.restore(result.id, { to })
+    t.equal(count(to, 'items'), 200)
+
+    // The command-line tool, with the identity in a file as age-keygen writes it.
+    const run = cli(t)
+    const keyFile = join(dir, 'key.txt')
+    writeFileSync(keyFile, `# created: 2026-01-01T00:00:00Z\n# public key: ${recipient}\n${identity}\n`, { mode: 0o600 })
+    const where = [`s3://${bucket}/app`, '--endpoint', server.endpoint, '--path-style']
+    const restoredByCli = await run('restore', ...where, '--identity-file', keyFile, '--to', join(dir, 'cli.db'))
+    t.equal(restoredByCli.code, 0, restoredByCli.stderr)
+    t.equal(count(join(dir, 'cli.db'), 'items'), 200)
+    const withoutKey = await run('restore', ...where, '--to', join(dir, 'cli-nokey.db'))
+    t.equal(withoutKey.code, 1)
+    t.match(withoutKey.stderr, /FST_SQLITE_BACKUP_DECRYPT_FAILED/)
+    const notAKey = await run('verify', ...where, '--identity-file', join(dir, 'app.db'))
+    t.equal(notAKey.code, 2, 'a file without an identity is a usage error')
+    lines.push(restoredByCli.stdout, restoredByCli.stderr, withoutKey.stderr, notAKey.stderr)
+
+    // Another identity: verify reports it, restore refuses it, nothing is written.
+    const wrong = await logged({ database: db, destination: s3(bucket, { encryption: { identity: other } }) })
+    const verdict = await wrong.backup.verify(result.id)
+    t.equal(verdict.ok, false)
+    t.match(verdict.problems.join(' '), /could not be decrypted/)
+    await t.rejects(wrong.backup.restore(result.id, { to: join(dir, 'wrong.db') }), { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' })
+    t.equal(existsSync(join(dir, 'wrong.db')), false)
+
+    // The recipient alone backs up, and cannot read back.
+    const writeOnly = await logged({ database: db, destination: s3(bucket, { prefix: 'write-only/', encryption: { recipient } }) })
+    const sealed = await writeOnly.backup.now({ force: true })
+    await t.rejects(writeOnly.backup.restore(sealed.id, { to: join(dir, 'write-only.db') }), { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED', message: /no "encryption.identity"/ })
+    t.equal((await app.backup.verify(sealed.id).catch(() => null)), null, 'a backup of another prefix is not found here')
+
+    // One flipped byte in the middle of the ciphertext.
+    ciphertext[Math.floor(ciphertext.length / 2)] ^= 1
+    await client(server).send(new PutObjectCommand({ Bucket: bucket, Key: `app/${result.id}.sqlite.gz.age`, Body: ciphertext }))
+    const fresh = await logged({ database: db, destination: s3(bucket, { encryption: { identity } }) })
+    t.equal((await fresh.backup.verify(result.id)).ok, false, 'tampering is found by verify')
+    await t.rejects(fresh.backup.restore(result.id, { to: join(dir, 'tampered.db') }), { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' })
+    t.equal(existsSync(join(dir, 'tampered.db')), false)
+    t.same(destinationFiles(join(dir, 'staging')), [], 'no partial download left behind')
+
+    // A recipient that is not the identity's is a setup mistake.
+    const mismatch = Fastify()
+    t.teardown(() => mismatch.close())
+    const otherRecipient = await age.identityToRecipient(other)
+    await t.rejects(async () => { await mismatch.register(backup, { database: db, destination: s3(bucket, { encryption: { identity, recipient: otherRecipient } }), staging: join(dir, 'staging') }).ready() }, { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
+
+    const everything = lines.join('') + JSON.stringify(app.backup.status()) + JSON.stringify(await app.backup.list()) + ciphertext.toString('latin1')
+    for (const secret of [identity, other, server.secretAccessKey]) t.notMatch(everything, secret, 'no secret in logs, status, records or data')
   })
+
+  for (const encrypted of [false, true]) {
+    t.test(`memory stays bounded while a large file is compressed${encrypted ? ', encrypted' : ''} and uploaded`, async (t) => {
+      const dir = t.testdir()
+      const bucket = await newBucket(t, server)
+      const file = join(dir, 'big')
+      const size = 200 * 1024 * 1024
+      const fd = openSync(file, 'w')
+      // Random bytes: gzip cannot shrink them, so a body held in memory would show as about 200 MiB more.
+      for (let written = 0; written < size; written += 1024 * 1024) writeSync(fd, randomBytes(1024 * 1024))
+      closeSync(fd)
+      const { generateIdentity } = await import('age-encryption')
+      const encryption = encrypted ? { identity: await generateIdentity() } : undefined
+      const destination = new S3Destination(resolveS3({ ...s3(bucket, { encryption }) }, 'destination'))
+      globalThis.gc?.()
+      const before = process.memoryUsage().rss
+      let peak = before
+      const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss) }, 10)
+      const started = Date.now()
+      const id = '20260101T000000000Z-0a1b2c3d'
+      const record = await destination.put(file, { id, bytes: size, sha256: 'x' } as never, new AbortController().signal)
+      clearInterval(sampler)
+      const growth = (peak - before) / 1024 / 1024
+      t.comment(`200 MiB upload (gzip${encrypted ? ', age' : ''}, ${(record.storedBytes! / 1024 / 1024).toFixed(0)} MiB stored) in ${Date.now() - started} ms: RSS peak +${growth.toFixed(1)} MiB`)
+      t.ok(record.storedBytes! > size, 'nothing to compress: the whole 200 MiB went up')
+      t.ok(growth < 100, `RSS grew by ${growth.toFixed(1)} MiB, far below the 200 MiB uploaded`)
+      t.same(await multipartUploads(server, bucket), [])
+      t.same(await listKeys(server, bucket), [`app/${id}.json`, `app/${id}.sqlite.gz${encrypted ? '.age' : ''}`])
+    })
+  }
 
   t.test('the command-line tool lists, verifies and restores s3:// destinations', async (t) => {
     const dir = t.testdir()
@@ -245,21 +346,7 @@ function s3Tests (server: S3Server): void {
     const app = await buildApp(t, { database: db, destination: s3(bucket, { prefix: 'team/app' }), staging: join(dir, 'staging'), interval: false })
     const result = await app.backup.now()
 
-    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
-    process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
-    process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
-    t.teardown(() => {
-      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
-      else process.env.AWS_ACCESS_KEY_ID = saved.id
-      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
-      else process.env.AWS_SECRET_ACCESS_KEY = saved.secret
-    })
-    const run = async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
-      let stdout = ''
-      let stderr = ''
-      const code = await main(args, { stdout: { write: (text: string) => { stdout += text } }, stderr: { write: (text: string) => { stderr += text } } })
-      return { code, stdout, stderr }
-    }
+    const run = cli(t)
     const url = `s3://${bucket}/team/app`
     const where = ['--endpoint', server.endpoint, '--region', server.region, '--path-style']
 
@@ -329,7 +416,7 @@ t.test('S3 requests per backup and per list, as the README says', { skip: server
   t.same(take(), perBackup)
   db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
   await app.backup.now()
-  t.same(take(), [...perBackup, 'DeleteObject', 'DeleteObject', 'DeleteObject'].sort(), 'retention deletes the record, then the data')
+  t.same(take(), [...perBackup, 'DeleteObject', 'DeleteObject'].sort(), 'retention deletes the record, then the data')
   await app.backup.list()
   t.same(take(), ['ListObjectsV2'], 'list() in the process that wrote the records: one listing')
 

@@ -75,6 +75,12 @@ declare namespace fastifySqliteBackup {
     uploadTimeout?: Duration
     /** Tries per backup, with exponential backoff and jitter between them. Default `4`. */
     attempts?: number
+    /**
+     * Client-side encryption in the age format (https://age-encryption.org), after compression. The recipient
+     * (`age1...`, public) is enough to back up; the identity (`AGE-SECRET-KEY-1...`, secret) is needed to verify and
+     * restore, and gives the recipient when that is omitted. Default: no encryption.
+     */
+    encryption?: { recipient: string, identity?: string } | { recipient?: string, identity: string }
   }
 
   export type DrillFunction = (backup: Database) => boolean | Promise<boolean>
@@ -114,8 +120,10 @@ declare namespace fastifySqliteBackup {
     sha256: string
     /** How the destination stores it; missing in records written before compression existed (`'none'`). */
     compression?: 'gzip' | 'none'
-    /** Size of the stored object, after compression. */
+    /** Size of the stored object, after compression (and encryption). */
     storedBytes?: number
+    /** Set when the stored object is encrypted (age format, after compression). */
+    encryption?: 'age'
     sqliteVersion: string
     pageSize: number
     pageCount: number
@@ -268,6 +276,7 @@ declare namespace fastifySqliteBackup {
     FST_SQLITE_BACKUP_RESTORE_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_RESTORE_FAILED' }>
     FST_SQLITE_BACKUP_S3_ACCESS_DENIED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED' }>
     FST_SQLITE_BACKUP_S3_NO_BUCKET: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_NO_BUCKET' }>
+    FST_SQLITE_BACKUP_DECRYPT_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' }>
   }
 
   export const fastifySqliteBackup: FastifySqliteBackup

@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
-import { Transform, type Readable } from 'node:stream'
+import { Transform, PassThrough, type Readable } from 'node:stream'
 import { createGzip, createGunzip } from 'node:zlib'
 import {
   S3Client, HeadBucketCommand, ListObjectsV2Command, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
@@ -9,7 +9,8 @@ import {
 import { Upload } from '@aws-sdk/lib-storage'
 import type { BackupInfo, BackupMetadata } from '../../types/index'
 import { checkBackupId } from '../backup-id'
-import { FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET } from '../errors'
+import { encryptStream, decryptStream, recipientOf, type EncryptionSettings } from '../encryption'
+import { FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET, FST_SQLITE_BACKUP_INVALID_OPTION } from '../errors'
 import type { Destination } from './destination'
 
 export interface S3Settings {
@@ -22,6 +23,8 @@ export interface S3Settings {
   forcePathStyle: boolean
   credentials?: { accessKeyId: string, secretAccessKey: string, sessionToken?: string }
   compression: 'gzip' | 'none'
+  /** Client-side encryption (age), after compression. */
+  encryption?: EncryptionSettings
   /** Bytes per part of a multipart upload; memory use is about partSize × (queueSize + 1). */
   partSize: number
   queueSize: number
@@ -32,7 +35,7 @@ export interface S3Settings {
 }
 
 const RECORD = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.json$/
-const DATA = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite(\.gz)?$/
+const DATA = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite(\.gz)?(\.age)?$/
 // Records read at once by list(): each is a small GET.
 const RECORD_READS = 8
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'TimeoutError', 'RequestTimeout', 'UPLOAD_TIMEOUT'])
@@ -68,7 +71,20 @@ export class S3Destination implements Destination {
 
   /** One HeadBucket: a wrong bucket or credentials show at startup, not at the first backup. */
   async prepare (): Promise<void> {
+    await this.recipient()
     await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket })))
+  }
+
+  /** The age recipient to encrypt to: given, or derived from the identity; both given must match. */
+  private async recipient (): Promise<string | undefined> {
+    const encryption = this.settings.encryption
+    if (!encryption) return undefined
+    if (encryption.identity === undefined) return encryption.recipient
+    const derived = await recipientOf(encryption.identity)
+    if (encryption.recipient !== '' && encryption.recipient !== derived) {
+      throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
+    }
+    return derived
   }
 
   localFile (): undefined {
@@ -111,7 +127,8 @@ export class S3Destination implements Destination {
   async put (file: string, metadata: BackupMetadata, signal: AbortSignal): Promise<BackupMetadata> {
     await this.abortPendingUploads()
     const gzip = this.settings.compression === 'gzip'
-    const name = `${metadata.id}.sqlite${gzip ? '.gz' : ''}`
+    const recipient = await this.recipient()
+    const name = `${metadata.id}.sqlite${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
     const key = this.settings.prefix + name
     let storedBytes = 0
     const counter = new Transform({
@@ -121,10 +138,22 @@ export class S3Destination implements Destination {
       }
     })
     const source = createReadStream(file, { highWaterMark: 1 << 20 })
-    const streaming = pipeline(gzip ? [source, createGzip(), counter] : [source, counter]).catch(() => {})
+    const streams: Readable[] = [source]
+    let streaming: Promise<unknown>
+    if (recipient) {
+      const plain = new PassThrough()
+      const sealing = pipeline(gzip ? [source, createGzip(), plain] : [source, plain])
+      const sealed = await encryptStream(plain, recipient)
+      streams.push(plain, sealed)
+      streaming = Promise.all([sealing, pipeline(sealed, counter)])
+    } else {
+      streaming = pipeline(gzip ? [source, createGzip(), counter] : [source, counter])
+    }
+    streaming = streaming.catch(() => {})
+    const contentType = recipient ? 'application/octet-stream' : gzip ? 'application/gzip' : 'application/vnd.sqlite3'
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: gzip ? 'application/gzip' : 'application/vnd.sqlite3' },
+      params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: contentType },
       queueSize: this.settings.queueSize,
       partSize: this.settings.partSize,
       leavePartsOnError: false
@@ -136,7 +165,7 @@ export class S3Destination implements Destination {
     try {
       await upload.done()
     } catch (err) {
-      source.destroy()
+      for (const stream of streams) stream.destroy()
       counter.destroy()
       // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
       this.pendingAborts.add(key)
@@ -149,6 +178,7 @@ export class S3Destination implements Destination {
       await streaming
     }
     const record: BackupMetadata = { ...metadata, file: name, compression: this.settings.compression, storedBytes }
+    if (recipient) record.encryption = 'age'
     await this.writeRecord(record)
     return record
   }
@@ -159,20 +189,27 @@ export class S3Destination implements Destination {
 
   /** The record first: an interrupted delete leaves only an unlisted data object, removed as a leftover. */
   async remove (id: string): Promise<void> {
+    const file = this.dataName(id, this.records.get(id) ?? null)
     await this.deleteKey(`${id}.json`)
     this.records.delete(id)
-    await this.deleteKey(`${id}.sqlite.gz`)
-    await this.deleteKey(`${id}.sqlite`)
+    // The data object's name is in the record, which list() has just read; without it, every possible name.
+    const names = file ? [file] : ['', '.gz', '.age', '.gz.age'].map((suffix) => `${id}.sqlite${suffix}`)
+    for (const name of names) await this.deleteKey(name)
   }
 
   async download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void> {
-    const metadata = backup.metadata
-    const name = metadata?.file ?? `${backup.id}.sqlite`
+    const name = this.dataName(backup.id, backup.metadata) ?? `${backup.id}.sqlite`
     const response = await this.call('download the backup', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name }), { abortSignal: signal }))
-    const body = response.Body as Readable
+    let body = response.Body as Readable
+    if (name.endsWith('.age')) body = await decryptStream(body, backup.id, this.settings.encryption?.identity)
     const target = createWriteStream(to, { flags: 'r+' })
-    const gzip = metadata?.compression === 'gzip' || (metadata?.compression === undefined && name.endsWith('.gz'))
-    await pipeline(gzip ? [body, createGunzip(), target] : [body, target], { signal })
+    await pipeline(name.includes('.sqlite.gz') ? [body, createGunzip(), target] : [body, target], { signal })
+  }
+
+  /** The data object named by a record, if it has the only form a record of this backup can name. */
+  private dataName (id: string, metadata: BackupMetadata | null): string | undefined {
+    const file = metadata?.file
+    return file !== undefined && DATA.exec(file)?.[1] === id ? file : undefined
   }
 
   /**
