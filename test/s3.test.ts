@@ -308,6 +308,43 @@ function s3Tests (server: S3Server): void {
     for (const secret of [identity, other, server.secretAccessKey]) t.notMatch(everything, secret, 'no secret in logs, status, records or data')
   })
 
+  t.test('the server stopped mid-upload with no retry left: that destination fails, the next run catches up and cleans up', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 40_000 })
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const errors: Error[] = []
+    const app = await buildApp(t, {
+      database: db,
+      destination: [local, s3(bucket, { compression: 'none', partSize: 5 * 1024 * 1024, queueSize: 1, attempts: 1 })],
+      interval: false,
+      onError: (err) => errors.push(err)
+    })
+    let gatewayUp = true
+    t.teardown(() => { if (!gatewayUp) gateway(server, 'gw-start') })
+    const running = app.backup.now()
+    const deadline = Date.now() + 30_000
+    while ((await multipartUploads(server, bucket)).length === 0 && Date.now() < deadline) await delay(20)
+    gateway(server, 'gw-stop')
+    gatewayUp = false
+    const first = await running
+    t.equal(existsSync(first.path), true, 'the run succeeded: the local destination has the backup')
+    t.match(app.backup.status().destinations[1], { lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' }, lastBackupId: null })
+    t.equal(errors.length, 1, 'onError heard of the destination that missed it')
+    gateway(server, 'gw-start')
+    gatewayUp = true
+    // The abort could not reach the server: the upload is still open there until the next run.
+    t.comment(`multipart uploads open after the cut: ${(await multipartUploads(server, bucket)).length}`)
+
+    const second = await app.backup.now()
+    t.equal(second.skipped, false, 'nothing changed, yet a new backup is made for the destination that missed one')
+    t.match(app.backup.status().destinations[1], { lastError: null, lastBackupId: second.id })
+    t.same(await multipartUploads(server, bucket), [], 'the upload cut short was aborted')
+    t.same(await listKeys(server, bucket), [`app/${second.id}.json`, `app/${second.id}.sqlite`], 'no object of the failed upload')
+    t.equal((await app.backup.list()).length, 2, 'the local destination kept both')
+  })
+
   for (const encrypted of [false, true]) {
     t.test(`memory stays bounded while a large file is compressed${encrypted ? ', encrypted' : ''} and uploaded`, async (t) => {
       const dir = t.testdir()
