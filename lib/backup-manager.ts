@@ -1,13 +1,18 @@
-import { access } from 'node:fs/promises'
+import { access, mkdir, lstat, chmod } from 'node:fs/promises'
 import { resolve, join } from 'node:path'
+import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type {
   BackupMetadata, BackupResult, BackupStatus, BackupFailure, BackupNowOptions, BackupInfo,
-  VerifyResult, RestoreOptions, RestoreResult, DrillResult
+  VerifyResult, RestoreOptions, RestoreResult, DrillResult, DestinationStatus, ReadOptions
 } from '../types/index'
-import type { ResolvedOptions, DrillOptions } from './options'
+import type { ResolvedOptions, DrillOptions, DestinationSettings } from './options'
 import { ChangeDetector } from './change-detector'
-import { LocalDestination, newBackupId } from './destination'
+import { newBackupId } from './backup-id'
+import { LocalDestination } from './destinations/local'
+import { S3Destination } from './destinations/s3'
+import { uncompressedRecord, type Destination } from './destinations/destination'
+import { withRetry } from './retry'
 import { takeSnapshot, removeTemp } from './snapshot'
 import { verifyInWorker } from './verify'
 import { restoreBackup } from './restore'
@@ -15,7 +20,7 @@ import { runDrill } from './drill'
 import { backupsToDelete } from './retention'
 import { Schedule } from './schedule'
 import { Lease } from './lease'
-import { createEmptyFile } from './durable-fs'
+import { createEmptyFile, removeFile } from './durable-fs'
 import {
   FST_SQLITE_BACKUP_NOT_READY,
   FST_SQLITE_BACKUP_CLOSED,
@@ -24,8 +29,25 @@ import {
   FST_SQLITE_BACKUP_PUBLISH_FAILED,
   FST_SQLITE_BACKUP_SNAPSHOT_FAILED,
   FST_SQLITE_BACKUP_NOT_FOUND,
-  FST_SQLITE_BACKUP_TIMEOUT
+  FST_SQLITE_BACKUP_TIMEOUT,
+  FST_SQLITE_BACKUP_INVALID_DESTINATION
 } from './errors'
+
+// Waits between tries of an upload: up to 1 s, 2 s, 4 s... (full jitter), never more than 30 s.
+const RETRY_BASE_DELAY = 1000
+const RETRY_MAX_DELAY = 30_000
+
+/** One destination and what this process knows of it. */
+interface DestinationState {
+  destination: Destination
+  attempts: number
+  lastSuccessAt: Date | null
+  lastError: BackupFailure | null
+  lastBackupId: string | null
+  /** It missed the newest backup: the next run publishes a new one even if nothing changed. */
+  lagging: boolean
+  kept: { count: number, bytes: number }
+}
 
 /** The callers waiting for one run; every one of them called before the run started. */
 interface Batch {
@@ -41,7 +63,11 @@ interface Batch {
  * which starts after their call.
  */
 export class BackupManager {
-  private readonly destination: LocalDestination
+  private readonly states: DestinationState[]
+  /** The first local destination: snapshots are taken in it and published there by a rename. */
+  private readonly primary: LocalDestination | undefined
+  /** Where snapshots and downloads are staged: the primary destination, or the private staging directory. */
+  private readonly staging: LocalDestination
   private readonly schedule: Schedule | undefined
   private detector: ChangeDetector | undefined
   private state: 'new' | 'ready' | 'closed' = 'new'
@@ -68,36 +94,74 @@ export class BackupManager {
   private readonly counts = { published: 0, skipped: 0, failed: 0 }
 
   constructor (private readonly options: ResolvedOptions, private readonly log: FastifyBaseLogger) {
-    this.destination = new LocalDestination(options.destination)
+    this.states = options.destinations.map((settings) => ({
+      destination: createDestination(settings),
+      attempts: settings.type === 's3' ? settings.attempts : 1,
+      lastSuccessAt: null,
+      lastError: null,
+      lastBackupId: null,
+      lagging: false,
+      kept: { count: 0, bytes: 0 }
+    }))
+    this.primary = this.states.find((state) => state.destination.type === 'local')?.destination as LocalDestination | undefined
+    this.staging = this.primary ?? new LocalDestination(options.destination)
     this.scheduleLease = new Lease(join(options.destination, '.schedule.lock'))
     this.runLease = new Lease(join(options.destination, '.run.lock'))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
 
-  /** Part of registration: creates the destination, so that an unusable one fails `register`. */
+  /** The destination that list(), verify() and restore() read: the first one unless told otherwise. */
+  private get destination (): Destination {
+    return this.states[0].destination
+  }
+
+  /**
+   * Part of registration: creates the directories and checks each S3 bucket with one HeadBucket. Wrong credentials
+   * or a missing bucket fail the registration; an S3 server that cannot be reached is only logged, so that an outage
+   * of the backup storage never keeps the app from starting.
+   */
   async prepare (): Promise<void> {
-    await this.destination.ensureDirectory()
+    try {
+      if (this.primary) await this.primary.ensureDirectory()
+      else await ensurePrivateDirectory(this.staging.directory)
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(this.staging.directory, (err as Error).message, { cause: err })
+    }
+    await Promise.all(this.states.map(async ({ destination }) => {
+      if (destination === this.primary) return
+      try {
+        await destination.prepare()
+      } catch (err) {
+        const code = (err as { code?: string }).code
+        if (destination.type === 'local') throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(destination.name, (err as Error).message, { cause: err })
+        // Ours (credentials refused, no bucket, keys that do not match) is a mistake in the setup: no retry fixes it.
+        if (code?.startsWith('FST_') === true) throw err
+        this.log.warn({ err, destination: destination.name }, 'sqlite backup: cannot reach %s at startup; backups to it will be retried', destination.name)
+      }
+    }))
   }
 
   /** With `restoreIfMissing`: puts the newest good backup where the database should be, before the app opens it. */
   async restoreIfMissing (): Promise<void> {
     const path = this.options.databasePath
     if (await access(path).then(() => true, () => false)) return
-    for (const backup of await this.destination.list()) {
+    const destination = this.destination
+    for (const backup of await destination.list()) {
       if (!backup.good) continue
       try {
-        await this.withBackupInUse(backup.id, () => restoreBackup(
-          { id: backup.id, backupPath: backup.path, expected: expectedOf(backup.metadata), to: path, force: false },
+        await this.withBackupInUse(backup.id, () => this.withLocalCopy(destination, backup, (backupPath) => restoreBackup(
+          { id: backup.id, backupPath, expected: expectedOf(backup.metadata), to: path, force: false },
           { timeout: this.options.timeout, signal: this.closing.signal }
-        ))
+        )))
         this.log.info({ backup: { id: backup.id, path: backup.path }, database: path }, 'sqlite backup: the database was missing; restored it from the newest good backup')
         return
       } catch (err) {
-        if ((err as { code?: string }).code !== 'FST_SQLITE_BACKUP_VERIFY_FAILED') throw err
+        const code = (err as { code?: string }).code
+        if (code !== 'FST_SQLITE_BACKUP_VERIFY_FAILED' && code !== 'FST_SQLITE_BACKUP_DECRYPT_FAILED') throw err
         this.log.error({ err, backup: { id: backup.id } }, 'sqlite backup: skipping a backup that fails verification; trying an older one')
       }
     }
-    throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist and "${this.destination.directory}" holds no good backup to restore`)
+    throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist and "${destination.name}" holds no good backup to restore`)
   }
 
   /** Runs on `onReady`: quick work only (no backup is awaited here). */
@@ -111,11 +175,23 @@ export class BackupManager {
     if (journalMode !== 'wal') {
       this.log.warn({ journalMode }, 'sqlite backup: the database is in %s journal mode, so writers wait while a backup reads it; switch it to WAL (PRAGMA journal_mode = WAL) for backups that block no writer', journalMode)
     }
-    const leftovers = await this.destination.removeLeftovers()
-    if (leftovers.length > 0) this.log.info({ leftovers }, 'sqlite backup: removed files left by an interrupted backup')
-    const backups = await this.destination.list()
-    this.newest = backups.find((backup) => backup.metadata !== null)?.metadata ?? null
-    this.kept = keptOf(backups)
+    if (!this.primary) await this.removeLeftovers(this.staging)
+    await Promise.all(this.states.map(async (state) => {
+      try {
+        await this.removeLeftovers(state.destination)
+        const backups = await state.destination.list()
+        state.kept = keptOf(backups)
+        state.lastBackupId = backups[0]?.id ?? null
+        if (state === this.states[0]) {
+          this.newest = backups.find((backup) => backup.metadata !== null)?.metadata ?? null
+          this.kept = state.kept
+        }
+      } catch (err) {
+        // A local directory that cannot be read is a broken setup; an offsite store may just be away for now.
+        if (state.destination.type === 'local') throw err
+        this.log.warn({ err, destination: state.destination.name }, 'sqlite backup: cannot list %s at startup; backups to it will be retried', state.destination.name)
+      }
+    }))
     this.state = 'ready'
     if (this.schedule) this.schedule.start(this.options.runOnStart ? 0 : this.options.interval)
     else if (this.options.runOnStart) this.scheduledRun()
@@ -147,22 +223,35 @@ export class BackupManager {
       ...this.counts,
       lastVerify: this.lastVerify,
       lastDrill: this.lastDrill,
-      kept: { ...this.kept }
+      kept: { ...this.kept },
+      destinations: this.states.map((state): DestinationStatus => ({
+        name: state.destination.name,
+        type: state.destination.type,
+        lastSuccessAt: state.lastSuccessAt,
+        lastError: state.lastError,
+        lastBackupId: state.lastBackupId,
+        kept: { ...state.kept }
+      }))
     }
   }
 
-  list (): Promise<BackupInfo[]> {
-    return this.task(() => this.destination.list())
+  list (options?: ReadOptions): Promise<BackupInfo[]> {
+    return this.task(() => this.pick(options).list())
   }
 
-  verify (id?: string): Promise<VerifyResult> {
+  verify (id?: string, options?: ReadOptions): Promise<VerifyResult> {
     return this.task(async () => {
-      const backup = id === undefined ? await this.newestBackup() : await this.destination.find(id)
+      const destination = this.pick(options)
+      const backup = id === undefined ? await this.newestBackup(destination) : await destination.find(id)
       const checkedAt = new Date()
-      const problems = await this.withBackupInUse(backup.id, () => verifyInWorker(
-        { path: backup.path, expected: expectedOf(backup.metadata) },
+      const problems = await this.withBackupInUse(backup.id, () => this.withLocalCopy(destination, backup, (path) => verifyInWorker(
+        { path, expected: expectedOf(backup.metadata) },
         { timeout: this.options.timeout, signal: this.closing.signal }
-      ))
+      ))).catch((err: Error & { code?: string }) => {
+        // A backup that cannot be decrypted is a finding about that backup, like a bad checksum.
+        if (err.code === 'FST_SQLITE_BACKUP_DECRYPT_FAILED') return [err.message]
+        throw err
+      })
       const result: VerifyResult = { ok: problems.length === 0, id: backup.id, path: backup.path, problems, checkedAt, durationMs: Date.now() - checkedAt.getTime() }
       this.lastVerify = result
       if (result.ok) this.log.info({ backup: { id: backup.id } }, 'sqlite backup verified')
@@ -176,13 +265,14 @@ export class BackupManager {
       if (options === null || typeof options !== 'object' || typeof options.to !== 'string' || options.to === '' || options.to.includes('\0')) {
         throw new FST_SQLITE_BACKUP_INVALID_OPTION('restore(backup, options)', 'options such as { to: \'/path/of/restored.db\', force: false }')
       }
-      const backup = await this.findTarget(target)
+      const destination = this.pick(options)
+      const backup = await this.findTarget(destination, target)
       const started = Date.now()
       const to = resolve(options.to)
-      const { sha256, bytes } = await this.withBackupInUse(backup.id, () => restoreBackup(
-        { id: backup.id, backupPath: backup.path, expected: expectedOf(backup.metadata), to, force: options.force === true, livePath: this.options.databasePath },
+      const { sha256, bytes } = await this.withBackupInUse(backup.id, () => this.withLocalCopy(destination, backup, (backupPath) => restoreBackup(
+        { id: backup.id, backupPath, expected: expectedOf(backup.metadata), to, force: options.force === true, livePath: this.options.databasePath },
         { timeout: this.options.timeout, signal: this.closing.signal }
-      ))
+      )))
       this.log.info({ backup: { id: backup.id }, to }, 'sqlite backup restored')
       return { id: backup.id, path: to, bytes, sha256, durationMs: Date.now() - started }
     })
@@ -271,15 +361,18 @@ export class BackupManager {
 
   private async backup (force: boolean, startedAt: Date): Promise<BackupResult> {
     const version = this.readVersion()
+    // A destination that missed the newest backup gets a new one, even if nothing changed since.
+    force ||= this.states.some((state) => state.lagging)
     if (!force && this.newest && version !== undefined && version === this.versionAtLastBackup) {
       return this.result(this.newest, true, startedAt)
     }
 
     try {
       // Recreated if someone removed it since the start.
-      await this.destination.ensureDirectory()
+      if (this.primary) await this.primary.ensureDirectory()
+      else await ensurePrivateDirectory(this.staging.directory)
     } catch (err) {
-      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.staging.directory, (err as Error).message, { cause: err })
     }
     // One run at a time across every process sharing this destination, however long the wait.
     await this.acquireRunLease()
@@ -292,11 +385,11 @@ export class BackupManager {
 
   private async backupUnderLease (force: boolean, startedAt: Date, version: number | undefined): Promise<BackupResult> {
     const id = newBackupId(startedAt)
-    const tempPath = this.destination.tempPath(id, 'sqlite')
+    const tempPath = this.staging.tempPath(id, 'sqlite')
     try {
       await createEmptyFile(tempPath)
     } catch (err) {
-      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.staging.directory, (err as Error).message, { cause: err })
     }
     const snapshot = await takeSnapshot(
       { source: this.options.databasePath, tempPath },
@@ -312,7 +405,7 @@ export class BackupManager {
       return this.result(this.newest, true, startedAt)
     }
 
-    const metadata: BackupMetadata = {
+    const metadata: BackupMetadata = uncompressedRecord({
       formatVersion: 1,
       id,
       createdAt: startedAt.toISOString(),
@@ -325,18 +418,81 @@ export class BackupManager {
       pageCount: snapshot.pageCount,
       journalMode: snapshot.journalMode,
       durationMs: Date.now() - startedAt.getTime()
-    }
+    })
+    // The primary directory gets the snapshot by a rename; every other destination gets a copy of that file.
+    let source = tempPath
+    const records = new Map<DestinationState, BackupMetadata>()
+    const primaryState = this.states.find((state) => state.destination === this.primary)
     try {
-      await this.destination.publish(tempPath, metadata)
-    } catch (err) {
-      await removeTemp(tempPath)
-      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
+      if (this.primary && primaryState) {
+        try {
+          source = await this.primary.publish(tempPath, metadata)
+        } catch (err) {
+          const error = new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.primary.directory, (err as Error).message, { cause: err })
+          this.recordFailure(primaryState, error)
+          throw error
+        }
+        this.recordSuccess(primaryState, metadata)
+        records.set(primaryState, metadata)
+      }
+      if (this.options.drill) await this.drill(source, metadata, this.options.drill)
+      const others = this.states.filter((state) => state !== primaryState)
+      const outcomes = await Promise.all(others.map((state) => this.putWithRetry(state, source, metadata)))
+      const failures: Array<[DestinationState, Error]> = []
+      others.forEach((state, index) => {
+        const outcome = outcomes[index]
+        if (outcome instanceof Error) failures.push([state, outcome])
+        else records.set(state, outcome)
+      })
+      // Nowhere: the run failed, and says so once. Somewhere: each destination that missed it is reported.
+      if (records.size === 0) throw failures[0][1]
+      for (const [{ destination }, error] of failures) {
+        this.log.error({ err: error, destination: destination.name }, 'sqlite backup: could not publish to %s; the other destinations have the backup, and the next run publishes a new one there', destination.name)
+        this.notify('onError', error)
+      }
+    } finally {
+      if (!this.primary) await removeTemp(tempPath)
     }
-    this.newest = metadata
+
+    const stored = records.get(this.states[0]) ?? records.values().next().value!
+    this.newest = stored
     this.versionAtLastBackup = version
-    if (this.options.drill) await this.drill(metadata, this.options.drill)
-    await this.applyRetention()
-    return this.result(metadata, false, startedAt)
+    for (const state of records.keys()) await this.applyRetention(state)
+    return this.result(stored, false, startedAt, [...records.keys()][0].destination)
+  }
+
+  /** Publishes to one destination, retrying what may pass (network, 5xx) with backoff; a failure stays with it. */
+  private async putWithRetry (state: DestinationState, source: string, metadata: BackupMetadata): Promise<BackupMetadata | Error> {
+    const { destination } = state
+    try {
+      const record = await withRetry(() => destination.put(source, metadata, this.closing.signal), {
+        attempts: state.attempts,
+        baseDelay: RETRY_BASE_DELAY,
+        maxDelay: RETRY_MAX_DELAY,
+        signal: this.closing.signal,
+        retryable: (err) => destination.isTransient?.(err) ?? false,
+        onRetry: (err, attempt, delay) => this.log.warn({ err, destination: destination.name, attempt, delay }, 'sqlite backup: publishing to %s failed; retrying in %d ms', destination.name, delay)
+      })
+      this.recordSuccess(state, record)
+      return record
+    } catch (err) {
+      const coded = (err as { code?: string }).code?.startsWith('FST_') === true
+      const error = coded ? err as Error : new FST_SQLITE_BACKUP_PUBLISH_FAILED(destination.name, (err as Error).message, { cause: err })
+      this.recordFailure(state, error)
+      return error
+    }
+  }
+
+  private recordSuccess (state: DestinationState, metadata: BackupMetadata): void {
+    state.lastSuccessAt = new Date()
+    state.lastBackupId = metadata.id
+    state.lastError = null
+    state.lagging = false
+  }
+
+  private recordFailure (state: DestinationState, error: Error & { code?: string }): void {
+    state.lastError = { at: new Date(), code: error.code ?? 'UNKNOWN', message: error.message }
+    state.lagging = true
   }
 
   /** Waits for the run lease, up to `timeout`; close() stops the wait. */
@@ -350,7 +506,7 @@ export class BackupManager {
     } catch (err) {
       if (this.closing.signal.aborted) throw new FST_SQLITE_BACKUP_CLOSED()
       if (waiting.signal.aborted) throw new FST_SQLITE_BACKUP_TIMEOUT(this.options.timeout)
-      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.destination.directory, (err as Error).message, { cause: err })
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.staging.directory, (err as Error).message, { cause: err })
     } finally {
       clearTimeout(timer)
       this.closing.signal.removeEventListener('abort', onClose)
@@ -358,15 +514,21 @@ export class BackupManager {
   }
 
   private async newestOnDisk (): Promise<BackupMetadata | null> {
-    return (await this.destination.list()).find((backup) => backup.metadata !== null)?.metadata ?? null
+    try {
+      return (await this.destination.list()).find((backup) => backup.metadata !== null)?.metadata ?? null
+    } catch (err) {
+      // An offsite first destination may be away: compare with what this process last knew instead.
+      if (this.destination.type === 'local') throw err
+      return this.newest
+    }
   }
 
   /** Restore drill of a freshly published backup; its outcome is recorded in the backup's metadata. */
-  private async drill (metadata: BackupMetadata, drill: DrillOptions): Promise<void> {
+  private async drill (path: string, metadata: BackupMetadata, drill: DrillOptions): Promise<void> {
     let outcome: DrillResult
     try {
       outcome = await this.withBackupInUse(metadata.id, () => runDrill(
-        this.destination.backupPath(metadata.id), metadata, drill,
+        path, metadata, drill,
         { timeout: this.options.timeout, signal: this.closing.signal }
       ))
     } catch (err) {
@@ -377,7 +539,8 @@ export class BackupManager {
     metadata.drill = outcome
     this.lastDrill = { id: metadata.id, ...outcome }
     try {
-      await this.destination.updateMetadata(metadata)
+      // Destinations published to after the drill get the result in their first record.
+      if (this.primary) await this.primary.updateMetadata(metadata)
     } catch (err) {
       this.log.error({ err, backup: { id: metadata.id } }, 'sqlite backup: could not record the restore drill result')
     }
@@ -386,18 +549,52 @@ export class BackupManager {
   }
 
   /** Deletes what the retention policy no longer keeps, only ever after a new backup was published. Logged, not thrown. */
-  private async applyRetention (): Promise<void> {
+  private async applyRetention (state: DestinationState): Promise<void> {
+    const { destination } = state
     try {
-      const backups = await this.destination.list()
-      for (const id of backupsToDelete(backups, this.options.keep)) {
-        if (this.inUse.has(id)) continue
-        await this.destination.remove(id)
-        this.log.debug({ backup: { id } }, 'sqlite backup deleted by retention')
+      const backups = await destination.list()
+      const doomed = new Set(backupsToDelete(backups, this.options.keep).filter((id) => !this.inUse.has(id)))
+      for (const id of doomed) {
+        await destination.remove(id)
+        this.log.debug({ backup: { id }, destination: destination.name }, 'sqlite backup deleted by retention')
       }
-      this.kept = keptOf(await this.destination.list())
+      // What stays is what was listed minus what was deleted: no second listing (a request per record offsite).
+      state.kept = keptOf(backups.filter((backup) => !doomed.has(backup.id)))
+      if (state === this.states[0]) this.kept = state.kept
     } catch (err) {
-      this.log.error({ err }, 'sqlite backup: could not delete old backups; they will be retried after the next backup')
+      this.log.error({ err, destination: destination.name }, 'sqlite backup: could not delete old backups; they will be retried after the next backup')
     }
+  }
+
+  /** A local copy of a backup to read: the file itself, or a download into the staging directory. */
+  private async withLocalCopy<T> (destination: Destination, backup: BackupInfo, work: (path: string) => Promise<T>): Promise<T> {
+    const local = destination.localFile(backup)
+    if (local !== undefined) return await work(local)
+    const temp = this.staging.tempPath(`${backup.id}-${randomBytes(4).toString('hex')}`, 'download')
+    await ensurePrivateDirectory(this.staging.directory)
+    await createEmptyFile(temp)
+    try {
+      await destination.download(backup, temp, AbortSignal.any([this.closing.signal, AbortSignal.timeout(this.options.timeout)]))
+      return await work(temp)
+    } finally {
+      await removeFile(temp)
+    }
+  }
+
+  private async removeLeftovers (destination: Destination): Promise<void> {
+    const leftovers = await destination.removeLeftovers()
+    if (leftovers.length > 0) this.log.info({ leftovers, destination: destination.name }, 'sqlite backup: removed files left by an interrupted backup')
+  }
+
+  private pick (options: ReadOptions | undefined): Destination {
+    const index = options?.destination ?? 0
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw new FST_SQLITE_BACKUP_INVALID_OPTION('options', 'an object such as { destination: 1 }')
+    }
+    if (!Number.isInteger(index) || index < 0 || index >= this.states.length) {
+      throw new FST_SQLITE_BACKUP_INVALID_OPTION('destination', `the index of a destination, from 0 to ${this.states.length - 1}`)
+    }
+    return this.states[index].destination
   }
 
   private readVersion (): number | undefined {
@@ -408,25 +605,25 @@ export class BackupManager {
     }
   }
 
-  private async newestBackup (): Promise<BackupInfo> {
-    const [newest] = await this.destination.list()
-    if (!newest) throw new FST_SQLITE_BACKUP_NOT_FOUND('yet', this.destination.directory)
+  private async newestBackup (destination: Destination): Promise<BackupInfo> {
+    const [newest] = await destination.list()
+    if (!newest) throw new FST_SQLITE_BACKUP_NOT_FOUND('yet', destination.name)
     return newest
   }
 
-  private async findTarget (target: string | { at: Date | string }): Promise<BackupInfo> {
+  private async findTarget (destination: Destination, target: string | { at: Date | string }): Promise<BackupInfo> {
     if (typeof target === 'object' && target !== null && 'at' in target) {
       const at = new Date(target.at)
       if (Number.isNaN(at.getTime())) throw new FST_SQLITE_BACKUP_INVALID_OPTION('at', 'a Date or an ISO 8601 time')
-      return await this.destination.findAt(at)
+      return await destination.findAt(at)
     }
-    return await this.destination.find(target)
+    return await destination.find(target)
   }
 
   /** Tracks a verify/list/restore call so that close() waits for it; refused once closing. */
   private task<T> (work: () => Promise<T>): Promise<T> {
     if (this.state === 'closed') return Promise.reject(new FST_SQLITE_BACKUP_CLOSED())
-    const promise = work()
+    const promise = Promise.resolve().then(work)
     this.tasks.add(promise)
     promise.then(() => this.tasks.delete(promise), () => this.tasks.delete(promise))
     return promise
@@ -453,11 +650,12 @@ export class BackupManager {
     }
   }
 
-  private result (metadata: BackupMetadata, skipped: boolean, startedAt: Date): BackupResult {
+  /** Its path is in the primary directory when there is one, else in the first destination that has it. */
+  private result (metadata: BackupMetadata, skipped: boolean, startedAt: Date, where = this.primary ?? this.destination): BackupResult {
     return {
       skipped,
       id: metadata.id,
-      path: this.destination.backupPath(metadata.id),
+      path: this.primary ? this.primary.backupPath(metadata.id) : `${where.name}${metadata.file}`,
       bytes: metadata.bytes,
       sha256: metadata.sha256,
       startedAt,
@@ -465,6 +663,19 @@ export class BackupManager {
       metadata
     }
   }
+}
+
+function createDestination (settings: DestinationSettings): Destination {
+  return settings.type === 'local' ? new LocalDestination(settings.directory) : new S3Destination(settings)
+}
+
+/** The staging directory may sit in a shared temp directory: it must be ours and private, whoever created it. */
+async function ensurePrivateDirectory (path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 })
+  const stats = await lstat(path)
+  if (!stats.isDirectory()) throw new Error(`"${path}" is not a directory`)
+  if (process.getuid && stats.uid !== process.getuid()) throw new Error(`"${path}" belongs to another user; set the "staging" option`)
+  if ((stats.mode & 0o077) !== 0) await chmod(path, 0o700)
 }
 
 function expectedOf (metadata: BackupMetadata | null): { sha256: string, bytes: number } | null {

@@ -11,6 +11,15 @@ const EXIT_CODES = `Exit codes:
   2  usage error (unknown command or option, missing or extra argument)
 `
 
+const S3_USAGE = `
+<dir> may be s3://bucket/prefix, with the credentials in AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY (or the AWS SDK's other sources):
+  --endpoint <url>  an S3-compatible server, e.g. http://127.0.0.1:9000
+  --region <name>   default: AWS_REGION, else us-east-1
+  --path-style      path-style URLs (most self-hosted servers need it)
+  --identity-file <path>  the age identity that decrypts encrypted backups
+`
+
 const GLOBAL_OPTIONS = `Options of every command:
   --json        print one JSON document on stdout and nothing else
   -h, --help    show this help
@@ -22,14 +31,14 @@ export const COMMAND_USAGE: Record<CommandName, string> = {
 Lists the backups in <dir>, newest first: id, time, size, sha256 (first 12 hex
 digits), restore drill result, and RECORD MISSING for a backup without its
 .json record. Reads only the records, never the backups.
-`,
+${S3_USAGE}`,
   verify: `Usage: ${TOOL} verify <dir> [id] [--all] [--json]
 
 Verifies a backup (the newest by default): its size and sha256 against its
 record, and PRAGMA integrity_check. Exits 1 when it has problems.
 
   --all         verify every backup in <dir>; exits 1 if any fails
-`,
+${S3_USAGE}`,
   restore: `Usage: ${TOOL} restore <dir> [id | --at <time>] --to <path> [--force] [--json]
 
 Writes a backup to <path>, verified, in one atomic rename; removes the stale
@@ -43,7 +52,7 @@ the newest one whose restore drill did not fail.
 
 The restored database is in rollback-journal mode; PRAGMA journal_mode = WAL
 switches it back.
-`,
+${S3_USAGE}`,
   backup: `Usage: ${TOOL} backup <database> <dir> [--keep N] [--force] [--json]
 
 Takes one consistent backup of <database> into <dir>, with the same engine,

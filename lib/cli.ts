@@ -3,10 +3,15 @@
 // day the app is down. Each command returns an Outcome; main() alone writes output and picks the exit code.
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
-import { stat } from 'node:fs/promises'
+import { stat, mkdtemp, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { tmpdir } from 'node:os'
 import type { BackupInfo, BackupMetadata, RestoreResult, VerifyResult } from '../types/index'
-import { LocalDestination } from './destination'
+import { LocalDestination } from './destinations/local'
+import { S3Destination } from './destinations/s3'
+import type { Destination } from './destinations/destination'
+import { resolveS3 } from './destination-options'
+import { createEmptyFile } from './durable-fs'
 import { verifyBackupFile } from './verify'
 import { restoreBackup } from './restore'
 import { fastifySqliteBackup } from './plugin'
@@ -53,11 +58,19 @@ const GLOBAL_OPTIONS = {
   help: { type: 'boolean', short: 'h' }
 } as const
 
+// Where an s3:// destination is: the credentials come from the environment (AWS_ACCESS_KEY_ID, ...), never flags.
+const S3_OPTIONS = {
+  endpoint: { type: 'string' },
+  region: { type: 'string' },
+  'path-style': { type: 'boolean' },
+  'identity-file': { type: 'string' }
+} as const
+
 const COMMANDS: Record<CommandName, CommandSpec> = {
-  list: { options: {}, required: ['dir'], optional: [], run: listCommand },
-  verify: { options: { all: { type: 'boolean' } }, required: ['dir'], optional: ['id'], run: verifyCommand },
+  list: { options: { ...S3_OPTIONS }, required: ['dir'], optional: [], run: listCommand },
+  verify: { options: { all: { type: 'boolean' }, ...S3_OPTIONS }, required: ['dir'], optional: ['id'], run: verifyCommand },
   restore: {
-    options: { to: { type: 'string' }, at: { type: 'string' }, force: { type: 'boolean' } },
+    options: { to: { type: 'string' }, at: { type: 'string' }, force: { type: 'boolean' }, ...S3_OPTIONS },
     required: ['dir'],
     optional: ['id'],
     run: restoreCommand
@@ -99,21 +112,21 @@ export async function main (argv: string[], io: CliIo = process): Promise<number
 
 // ---- commands ----
 
-async function listCommand ({ positionals: [dir] }: Invocation): Promise<Outcome> {
-  const destination = await openDestination(dir)
+async function listCommand ({ positionals: [dir], values }: Invocation): Promise<Outcome> {
+  const destination = await openDestination(dir, values)
   const backups = await destination.list()
-  return { value: backups, text: formatList(destination.directory, backups) }
+  return { value: backups, text: formatList(destination.name, backups) }
 }
 
 async function verifyCommand ({ positionals: [dir, id], values }: Invocation): Promise<Outcome> {
   if (id !== undefined && values.all === true) throw new UsageError('give a backup id or --all, not both', 'verify')
-  const destination = await openDestination(dir)
+  const destination = await openDestination(dir, values)
   const backups = values.all === true ? await destination.list() : [id === undefined ? await newest(destination) : await destination.find(id)]
   // An empty destination is a failure: a cron job checking backups must hear that there are none.
-  if (backups.length === 0) throw new FST_SQLITE_BACKUP_NOT_FOUND('yet', destination.directory)
+  if (backups.length === 0) throw new FST_SQLITE_BACKUP_NOT_FOUND('yet', destination.name)
 
   const results: VerifyResult[] = []
-  for (const backup of backups) results.push(await verifyOne(backup))
+  for (const backup of backups) results.push(await verifyOne(destination, backup))
   const failed = results.filter((result) => !result.ok)
   let failure: string | undefined
   if (failed.length > 0) {
@@ -129,7 +142,7 @@ async function restoreCommand ({ positionals: [dir, id], values }: Invocation): 
   if (to === '') throw new UsageError('missing --to <path>: where to write the restored database', 'restore')
   if (id !== undefined && values.at !== undefined) throw new UsageError('give a backup id or --at, not both', 'restore')
   const at = values.at === undefined ? undefined : parseTime(String(values.at))
-  const destination = await openDestination(dir)
+  const destination = await openDestination(dir, values)
   // find() validates the id, so that no input can name a file outside the destination.
   const backup = id !== undefined
     ? await destination.find(id)
@@ -137,10 +150,10 @@ async function restoreCommand ({ positionals: [dir, id], values }: Invocation): 
 
   const started = Date.now()
   const target = resolve(to)
-  const { sha256, bytes } = await untilInterrupted((signal) => restoreBackup(
-    { id: backup.id, backupPath: backup.path, expected: expectedOf(backup.metadata), to: target, force: values.force === true },
+  const { sha256, bytes } = await untilInterrupted((signal) => withLocalCopy(destination, backup, signal, (backupPath) => restoreBackup(
+    { id: backup.id, backupPath, expected: expectedOf(backup.metadata), to: target, force: values.force === true },
     { timeout: DEFAULT_TIMEOUT, signal }
-  ))
+  )))
   const result: RestoreResult = { id: backup.id, path: target, bytes, sha256, durationMs: Date.now() - started }
   return { value: result, text: formatRestore(result, backup) }
 }
@@ -163,7 +176,11 @@ async function backupCommand ({ positionals: [database, dir], values }: Invocati
 // ---- helpers of the commands ----
 
 /** The destination must already exist for list, verify and restore: a typo must not look like "no backups". */
-async function openDestination (dir: string): Promise<LocalDestination> {
+async function openDestination (dir: string, values: Values): Promise<Destination> {
+  if (dir.startsWith('s3://')) return openS3(dir, values)
+  if (values.endpoint !== undefined || values.region !== undefined || values['path-style'] !== undefined || values['identity-file'] !== undefined) {
+    throw new UsageError('--endpoint, --region, --path-style and --identity-file apply to an s3://bucket/prefix destination only')
+  }
   const path = resolve(dir)
   const stats = await stat(path).catch(() => undefined)
   if (!stats) throw new Error(`the directory "${path}" does not exist`)
@@ -171,25 +188,73 @@ async function openDestination (dir: string): Promise<LocalDestination> {
   return new LocalDestination(path)
 }
 
-async function newest (destination: LocalDestination): Promise<BackupInfo> {
+/** `s3://bucket/prefix`; the region defaults to AWS_REGION (or us-east-1, which S3-compatible servers accept). */
+function openS3 (url: string, values: Values): S3Destination {
+  const [bucket, ...rest] = url.slice('s3://'.length).split('/')
+  const region = values.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1'
+  const identity = values['identity-file'] === undefined ? undefined : readIdentity(String(values['identity-file']))
+  try {
+    return new S3Destination(resolveS3({
+      type: 's3',
+      bucket,
+      prefix: rest.join('/'),
+      region,
+      endpoint: values.endpoint,
+      forcePathStyle: values['path-style'] === true,
+      encryption: identity === undefined ? undefined : { identity }
+    }, url))
+  } catch (err) {
+    throw new UsageError(`invalid destination "${url}": ${(err as Error).message}`)
+  }
+}
+
+/** An age identity file, as `age-keygen` writes it: comments, then the key. The key itself is never printed. */
+function readIdentity (path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new UsageError(`cannot read --identity-file "${path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  const key = text.split('\n').map((line) => line.trim()).find((line) => line.startsWith('AGE-SECRET-KEY-'))
+  if (key === undefined) throw new UsageError(`--identity-file "${path}" holds no age identity (a line starting with AGE-SECRET-KEY-)`)
+  return key
+}
+
+async function newest (destination: Destination): Promise<BackupInfo> {
   const [first] = await destination.list()
-  if (!first) throw new FST_SQLITE_BACKUP_NOT_FOUND('yet', destination.directory)
+  if (!first) throw new FST_SQLITE_BACKUP_NOT_FOUND('yet', destination.name)
   return first
 }
 
-async function newestGood (destination: LocalDestination): Promise<BackupInfo> {
+async function newestGood (destination: Destination): Promise<BackupInfo> {
   const backups = await destination.list()
   const good = backups.find((backup) => backup.good)
-  if (!good) throw new FST_SQLITE_BACKUP_NOT_FOUND(backups.length === 0 ? 'yet' : 'whose restore drill passed', destination.directory)
+  if (!good) throw new FST_SQLITE_BACKUP_NOT_FOUND(backups.length === 0 ? 'yet' : 'whose restore drill passed', destination.name)
   return good
 }
 
+/** An offsite backup is downloaded (and decompressed) into a private temp directory, removed afterwards. */
+async function withLocalCopy<T> (destination: Destination, backup: BackupInfo, signal: AbortSignal, work: (path: string) => Promise<T>): Promise<T> {
+  const local = destination.localFile(backup)
+  if (local !== undefined) return await work(local)
+  const dir = await mkdtemp(join(tmpdir(), 'fastify-sqlite-backup-'))
+  try {
+    const path = join(dir, `${backup.id}.sqlite`)
+    await createEmptyFile(path)
+    await destination.download(backup, path, signal)
+    return await work(path)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 /** Verified here, in this process: a command-line run has no event loop to keep free. */
-async function verifyOne (backup: BackupInfo): Promise<VerifyResult> {
+async function verifyOne (destination: Destination, backup: BackupInfo): Promise<VerifyResult> {
   const checkedAt = new Date()
   let problems: string[]
   try {
-    problems = await verifyBackupFile({ path: backup.path, expected: expectedOf(backup.metadata) }, () => false)
+    problems = await withLocalCopy(destination, backup, new AbortController().signal, (path) => verifyBackupFile({ path, expected: expectedOf(backup.metadata) }, () => false))
   } catch (err) {
     // Gone or unreadable since it was listed: that is a finding about the backup, not a crash of the tool.
     problems = [`cannot read the backup: ${(err as Error).message}`]

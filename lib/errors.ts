@@ -93,3 +93,19 @@ export const FST_SQLITE_BACKUP_RESTORE_FAILED = createError(
   'FST_SQLITE_BACKUP_RESTORE_FAILED',
   'Could not restore to "%s": %s'
 )
+
+export const FST_SQLITE_BACKUP_S3_ACCESS_DENIED = createError(
+  'FST_SQLITE_BACKUP_S3_ACCESS_DENIED',
+  'S3 refused access to "%s" (%s); check the credentials (the "credentials" option or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and that they may read, write and delete in this bucket'
+)
+
+export const FST_SQLITE_BACKUP_S3_NO_BUCKET = createError(
+  'FST_SQLITE_BACKUP_S3_NO_BUCKET',
+  'The bucket of "%s" does not exist at %s; create it, or fix "bucket", "region" and "endpoint"'
+)
+
+export const FST_SQLITE_BACKUP_DECRYPT_FAILED = createError(
+  'FST_SQLITE_BACKUP_DECRYPT_FAILED',
+  'Backup %s could not be decrypted (%s); nothing was restored. Check the destination\'s "encryption.identity", or choose another backup',
+  422
+)

@@ -1,9 +1,12 @@
 import { statSync, accessSync, constants as fsConstants } from 'node:fs'
-import { resolve, dirname, relative, isAbsolute } from 'node:path'
+import { resolve, dirname, join, relative, isAbsolute } from 'node:path'
+import { tmpdir } from 'node:os'
 import { parse as parseDuration } from '@lukeed/ms'
 import type { Database } from 'better-sqlite3'
 import type { FastifySqliteBackupOptions, Duration, DrillFunction } from '../types/index'
 import { toPolicy, describeInvalidKeep, type RetentionPolicy } from './retention'
+import { resolveS3, checkDistinct } from './destination-options'
+import type { S3Settings } from './destinations/s3'
 import {
   FST_SQLITE_BACKUP_INVALID_OPTION,
   FST_SQLITE_BACKUP_UNKNOWN_OPTION,
@@ -21,6 +24,12 @@ const MAX_TIMER_DELAY = 2 ** 31 - 1
 export interface ResolvedOptions {
   /** Absolute path of the database file; the plugin opens its own connections to it. */
   databasePath: string
+  /** Where backups go; the first one is read by list(), verify() and restore() unless told otherwise. */
+  destinations: DestinationSettings[]
+  /**
+   * The local directory where snapshots are taken before they are published: the first local destination, or else
+   * the `staging` directory. Also holds the leases that processes sharing the destinations take turns with.
+   */
   destination: string
   /** 0 means no schedule. */
   interval: number
@@ -35,6 +44,8 @@ export interface ResolvedOptions {
   onError: FastifySqliteBackupOptions['onError']
 }
 
+export type DestinationSettings = { type: 'local', directory: string } | S3Settings
+
 /** A restore drill: integrity_check always, plus a SQL check or a function check when given. */
 export interface DrillOptions {
   sql?: string
@@ -43,7 +54,7 @@ export interface DrillOptions {
 
 const KNOWN_OPTIONS = [
   'database', 'destination', 'interval', 'keep', 'runOnStart', 'timeout', 'closeTimeout',
-  'drill', 'restoreIfMissing', 'onBackup', 'onError'
+  'drill', 'restoreIfMissing', 'onBackup', 'onError', 'staging'
 ] as const
 
 /**
@@ -67,11 +78,17 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     throw new FST_SQLITE_BACKUP_INVALID_OPTION('restoreIfMissing', 'a "database" given as a path: an open connection cannot be missing')
   }
   const databasePath = resolveDatabase(opts.database, restoreIfMissing)
-  const destination = resolveDestination(opts.destination, databasePath)
+  const destinations = resolveDestinations(opts.destination, databasePath)
+  const firstLocal = destinations.find((destination) => destination.type === 'local')
+  if (opts.staging !== undefined && firstLocal) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION('staging', 'nothing when a destination is a directory: snapshots are staged in the first one')
+  }
+  const staging = firstLocal?.directory ?? resolveStaging(opts.staging, databasePath)
 
   return {
     databasePath,
-    destination,
+    destination: staging,
+    destinations,
     interval: opts.interval === false ? 0 : duration('interval', opts.interval, DEFAULT_INTERVAL, { allowZero: true }),
     keep: keepPolicy(opts.keep),
     runOnStart: boolean('runOnStart', opts.runOnStart, false),
@@ -115,8 +132,32 @@ function isDatabaseHandle (value: unknown): value is Database {
     typeof (value as Database).open === 'boolean'
 }
 
-function resolveDestination (destination: unknown, databasePath: string): string {
-  const path = checkedPath('destination', destination)
+function resolveDestinations (value: unknown, databasePath: string): DestinationSettings[] {
+  const list = Array.isArray(value) ? value : [value]
+  if (list.length === 0) throw new FST_SQLITE_BACKUP_INVALID_OPTION('destination', 'a directory, an S3 destination { type: \'s3\', bucket, region }, or a non-empty array of these')
+  const destinations = list.map((item: unknown, index): DestinationSettings => {
+    const where = Array.isArray(value) ? `destination[${index}]` : 'destination'
+    if (item !== null && typeof item === 'object' && !Array.isArray(item)) {
+      const type = (item as { type?: unknown }).type
+      if (type !== 's3') throw new FST_SQLITE_BACKUP_INVALID_OPTION(`${where}.type`, '\'s3\' (a local destination is given as its directory path)')
+      return resolveS3(item as Record<string, unknown>, where)
+    }
+    return { type: 'local', directory: resolveDestination(item, databasePath, where) }
+  })
+  checkDistinct(destinations.map((destination) => destination.type === 'local'
+    ? destination.directory
+    : `s3://${destination.bucket}/${destination.prefix} at ${destination.endpoint ?? destination.region}`))
+  return destinations
+}
+
+/** The default staging directory is per user, so that no other user can plant files in it. */
+function resolveStaging (value: unknown, databasePath: string): string {
+  if (value === undefined) return join(tmpdir(), `fastify-sqlite-backup-${process.getuid?.() ?? 'user'}`)
+  return resolveDestination(value, databasePath, 'staging')
+}
+
+function resolveDestination (destination: unknown, databasePath: string, name = 'destination'): string {
+  const path = checkedPath(name, destination)
   if (path === databasePath) {
     throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, 'it is the database file itself; choose a directory')
   }

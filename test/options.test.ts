@@ -16,6 +16,7 @@ t.test('defaults and duration strings', async (t) => {
   t.same(resolveOptions({ database, destination }), {
     databasePath: database,
     destination,
+    destinations: [{ type: 'local', directory: destination }],
     interval: DEFAULT_INTERVAL,
     keep: { last: DEFAULT_KEEP },
     runOnStart: false,
@@ -51,6 +52,7 @@ t.test('invalid options are rejected at registration with their code and leave n
   const closed = new Database(join(dir, 'closed.db'))
   closed.close()
   const destination = join(dir, 'fresh')
+  const s3 = { type: 's3', bucket: 'backups', prefix: 'app/', region: 'eu-west-1', credentials: { accessKeyId: 'AKIA', secretAccessKey: 'TOPSECRET' } }
 
   const cases: Array<[string, unknown, string, RegExp?]> = [
     ['no options', undefined, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
@@ -96,7 +98,35 @@ t.test('invalid options are rejected at registration with their code and leave n
     ['restoreIfMissing as a string', { database, destination, restoreIfMissing: 'yes' }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
     ['onBackup not a function', { database, destination, onBackup: 'log' }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"onBackup"/],
     ['onError not a function', { database, destination, onError: {} }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"onError"/],
-    ['misspelled onBackup', { database, destination, onbackup: () => {} }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /did you mean "onBackup"/]
+    ['misspelled onBackup', { database, destination, onbackup: () => {} }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /did you mean "onBackup"/],
+    ['empty destination array', { database, destination: [] }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination"/],
+    ['destination of an unknown type', { database, destination: { type: 'ftp', bucket: 'b' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.type"/],
+    ['the same directory twice', { database, destination: [destination, destination] }, 'FST_SQLITE_BACKUP_INVALID_DESTINATION', /listed twice/],
+    ['S3 without a bucket', { database, destination: { ...s3, bucket: undefined } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.bucket"/],
+    ['S3 bucket with capitals', { database, destination: { ...s3, bucket: 'My_Bucket' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.bucket"/],
+    ['S3 bucket too short', { database, destination: { ...s3, bucket: 'ab' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.bucket"/],
+    ['S3 unknown key', { database, destination: { ...s3, acl: 'private' } }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /"destination\.acl"/],
+    ['S3 misspelled key in an array', { database, destination: [destination, { ...s3, pathStyle: true }] }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /"destination\[1\]\.pathStyle"/],
+    ['S3 missing region', { database, destination: { ...s3, region: undefined } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.region"/],
+    ['S3 endpoint not a URL', { database, destination: { ...s3, endpoint: 'minio:9000' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.endpoint"/],
+    ['S3 endpoint with a password', { database, destination: { ...s3, endpoint: 'https://u:p@s3.example.com' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.endpoint"/],
+    ['S3 prefix starting with a slash', { database, destination: { ...s3, prefix: '/backups' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.prefix"/],
+    ['S3 forcePathStyle as a string', { database, destination: { ...s3, forcePathStyle: 'yes' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.forcePathStyle"/],
+    ['S3 credentials without the secret', { database, destination: { ...s3, credentials: { accessKeyId: 'AKIA' } } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.credentials"/],
+    ['S3 credentials with an unknown key', { database, destination: { ...s3, credentials: { accessKeyId: 'AKIA', secretAccessKey: 'TOPSECRET', token: 'x' } } }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /"destination\.credentials\.token"/],
+    ['S3 unknown compression', { database, destination: { ...s3, compression: 'zstd' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.compression"/],
+    ['S3 part size below 5 MiB', { database, destination: { ...s3, partSize: 1024 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.partSize"/],
+    ['S3 queue size zero', { database, destination: { ...s3, queueSize: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.queueSize"/],
+    ['S3 attempts zero', { database, destination: { ...s3, attempts: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.attempts"/],
+    ['S3 unparsable upload timeout', { database, destination: { ...s3, uploadTimeout: 'soon' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.uploadTimeout"/],
+    ['S3 encryption without keys', { database, destination: { ...s3, encryption: {} } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption"/],
+    ['S3 encryption as a string', { database, destination: { ...s3, encryption: 'age' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption"/],
+    ['S3 encryption with a passphrase', { database, destination: { ...s3, encryption: { passphrase: 'TOPSECRET' } } }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /"destination\.encryption\.passphrase"/],
+    ['S3 encryption with a malformed recipient', { database, destination: { ...s3, encryption: { recipient: 'ssh-ed25519 AAAA' } } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption\.recipient"/],
+    ['S3 encryption with a malformed identity', { database, destination: { ...s3, encryption: { identity: 'TOPSECRET' } } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption\.identity"/],
+    ['the same S3 place twice', { database, destination: [s3, { ...s3, prefix: 'app' }] }, 'FST_SQLITE_BACKUP_INVALID_DESTINATION', /listed twice/],
+    ['staging beside a local destination', { database, destination, staging: join(dir, 'staging') }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"staging"/],
+    ['staging is a file', { database, destination: s3, staging: join(dir, 'not-a-dir') }, 'FST_SQLITE_BACKUP_INVALID_DESTINATION', /not a directory/]
   ]
 
   for (const [name, options, code, message] of cases) {
@@ -106,10 +136,42 @@ t.test('invalid options are rejected at registration with their code and leave n
     const error = await app.register(backup, options).ready().then(() => null, (err: Error & { code: string }) => err)
     t.equal(error?.code, code, name)
     if (message) t.match(error?.message, message, `${name}: message`)
+    t.notMatch(error?.message, 'TOPSECRET', `${name}: no secret in the message`)
     t.equal(app.hasDecorator('backup'), false, `${name}: nothing decorated`)
     t.notOk(existsSync(destination), `${name}: no directory created`)
   }
   t.same(readdirSync(dir).sort(), ['app.db', 'app.db-shm', 'app.db-wal', 'closed.db', 'not-a-dir'], 'no file created anywhere')
+})
+
+t.test('S3 destinations: defaults, prefix, arrays and staging', async (t) => {
+  const dir = t.testdir()
+  const database = join(dir, 'app.db')
+  createDatabase(database).close()
+  const local = join(dir, 'backups')
+  const resolved = resolveOptions({ database, destination: { type: 's3', bucket: 'my.bucket-1', prefix: 'a/b', region: 'eu-west-1' } })
+  t.same(resolved.destinations, [{
+    type: 's3',
+    bucket: 'my.bucket-1',
+    prefix: 'a/b/',
+    region: 'eu-west-1',
+    endpoint: undefined,
+    forcePathStyle: false,
+    credentials: undefined,
+    compression: 'gzip',
+    partSize: 8 * 1024 * 1024,
+    queueSize: 2,
+    uploadTimeout: 3_600_000,
+    attempts: 4
+  }])
+  t.match(resolved.destination, /fastify-sqlite-backup-\d+$/, 'a private staging directory in the temp directory by default')
+  const staged = resolveOptions({ database, destination: { type: 's3', bucket: 'b12', region: 'x', compression: 'none', uploadTimeout: '5m' }, staging: join(dir, 'stage') })
+  t.equal(staged.destination, join(dir, 'stage'))
+  t.match(staged.destinations[0], { prefix: '', compression: 'none', uploadTimeout: 300_000 })
+  const both = resolveOptions({ database, destination: [{ type: 's3', bucket: 'b12', region: 'x' }, local] })
+  t.equal(both.destination, local, 'snapshots are staged in the first local destination')
+  t.same(both.destinations.map((destination) => destination.type), ['s3', 'local'])
+  const token = resolveOptions({ database, destination: { type: 's3', bucket: 'b12', region: 'x', credentials: { accessKeyId: 'a', secretAccessKey: 'b', sessionToken: 'c' } } })
+  t.match(token.destinations[0], { credentials: { sessionToken: 'c' } })
 })
 
 t.test('registering twice on one instance is a clear error', async (t) => {

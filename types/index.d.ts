@@ -17,8 +17,17 @@ declare namespace fastifySqliteBackup {
   export interface FastifySqliteBackupOptions {
     /** The database to back up: an open better-sqlite3 connection (never closed by the plugin) or a file path. */
     database: Database | string
-    /** Directory that receives the backups; created with mode 0700 when missing. */
-    destination: string
+    /**
+     * Where the backups go: a directory (created with mode 0700 when missing), an S3 destination, or an array of
+     * these, each of which receives every backup. `list()`, `verify()` and `restore()` read the first one unless told
+     * otherwise.
+     */
+    destination: string | S3Destination | Array<string | S3Destination>
+    /**
+     * With no directory among the destinations: the private directory (mode 0700) where each snapshot is taken
+     * before it is uploaded. Default: `fastify-sqlite-backup-<uid>` in the OS temp directory.
+     */
+    staging?: string
     /** Time between scheduled backups; `0` or `false` disables the schedule. Default `'10m'`. */
     interval?: Duration | false
     /** How many of the newest backups to keep, or a policy such as `{ last: 24, daily: 7, weekly: 4 }`. Default `24`. */
@@ -40,6 +49,38 @@ declare namespace fastifySqliteBackup {
     onBackup?: (result: BackupResult) => void
     /** Called after each failed run (scheduled or not). */
     onError?: (error: Error) => void
+  }
+
+  /** A bucket (and key prefix) on AWS S3 or an S3-compatible server. */
+  export interface S3Destination {
+    type: 's3'
+    bucket: string
+    /** Key prefix, e.g. `'backups/app/'`; a missing trailing `/` is added. Default `''`. */
+    prefix?: string
+    /** Required; S3-compatible servers accept any, e.g. `'us-east-1'`. */
+    region: string
+    /** For S3-compatible servers, e.g. `'https://minio.example.com:9000'`. */
+    endpoint?: string
+    /** `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key`; most self-hosted servers need it. */
+    forcePathStyle?: boolean
+    /** Default: the SDK's standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, shared files, instance roles). */
+    credentials?: { accessKeyId: string, secretAccessKey: string, sessionToken?: string }
+    /** Default `'gzip'`. */
+    compression?: 'gzip' | 'none'
+    /** Bytes per multipart part (at least 5 MiB). Memory use is about partSize × (queueSize + 1). Default 8 MiB. */
+    partSize?: number
+    /** Parts uploaded at once. Default `2`. */
+    queueSize?: number
+    /** Longest time one upload may take before it is aborted (and retried). Default `'1h'`. */
+    uploadTimeout?: Duration
+    /** Tries per backup, with exponential backoff and jitter between them. Default `4`. */
+    attempts?: number
+    /**
+     * Client-side encryption in the age format (https://age-encryption.org), after compression. The recipient
+     * (`age1...`, public) is enough to back up; the identity (`AGE-SECRET-KEY-1...`, secret) is needed to verify and
+     * restore, and gives the recipient when that is omitted. Default: no encryption.
+     */
+    encryption?: { recipient: string, identity?: string } | { recipient?: string, identity: string }
   }
 
   export type DrillFunction = (backup: Database) => boolean | Promise<boolean>
@@ -71,10 +112,18 @@ declare namespace fastifySqliteBackup {
     createdAt: string
     /** Absolute path of the database that was backed up. */
     source: string
-    /** File name of the backup inside the destination. */
+    /** File name of the backup inside the destination (`<id>.sqlite`, or `<id>.sqlite.gz` when compressed). */
     file: string
+    /** Size of the database (uncompressed). */
     bytes: number
+    /** sha256 of the database (uncompressed), whatever the destination stores. */
     sha256: string
+    /** How the destination stores it; missing in records written before compression existed (`'none'`). */
+    compression?: 'gzip' | 'none'
+    /** Size of the stored object, after compression (and encryption). */
+    storedBytes?: number
+    /** Set when the stored object is encrypted (age format, after compression). */
+    encryption?: 'age'
     sqliteVersion: string
     pageSize: number
     pageCount: number
@@ -112,7 +161,7 @@ declare namespace fastifySqliteBackup {
     durationMs: number
   }
 
-  export interface RestoreOptions {
+  export interface RestoreOptions extends ReadOptions {
     /** Where to write the restored database. */
     to: string
     /** Replace an existing file there. Default `false`. */
@@ -167,18 +216,43 @@ declare namespace fastifySqliteBackup {
     lastVerify: VerifyResult | null
     /** The last restore drill in this process. */
     lastDrill: (DrillResult & { id: string }) | null
-    /** Backups in the destination after the last retention pass (or at start). */
+    /** Backups in the first destination after the last retention pass (or at start). */
     kept: { count: number, bytes: number }
+    /** Each destination, in the order of the `destination` option. */
+    destinations: DestinationStatus[]
+  }
+
+  export interface DestinationStatus {
+    /** The directory, or `s3://bucket/prefix`. */
+    name: string
+    type: 'local' | 's3'
+    /** When this process last published a backup there. */
+    lastSuccessAt: Date | null
+    /** The last failure there, after retries; `null` once a backup is published there again. */
+    lastError: BackupFailure | null
+    /** The newest backup known to be there. */
+    lastBackupId: string | null
+    /** Backups there after the last retention pass (or at start). */
+    kept: { count: number, bytes: number }
+  }
+
+  /** Which destination `list()`, `verify()` and `restore()` read. */
+  export interface ReadOptions {
+    /** Index in the `destination` option. Default `0`, the first. */
+    destination?: number
   }
 
   export interface BackupApi {
     /** Back up now; resolves once the backup is published (or skipped because nothing changed). */
     now (options?: BackupNowOptions): Promise<BackupResult>
     status (): BackupStatus
-    /** The backups in the destination, newest first. Reads their records only. */
-    list (): Promise<BackupInfo[]>
-    /** Checks a backup (the newest by default): size and sha256 against its record, and `PRAGMA integrity_check`. */
-    verify (id?: string): Promise<VerifyResult>
+    /** The backups in the (first) destination, newest first. Reads their records only. */
+    list (options?: ReadOptions): Promise<BackupInfo[]>
+    /**
+     * Checks a backup (the newest by default): size and sha256 against its record, and `PRAGMA integrity_check`.
+     * An offsite backup is downloaded (and decompressed) into the staging directory first.
+     */
+    verify (id?: string, options?: ReadOptions): Promise<VerifyResult>
     /** Writes a backup (by id, or the newest taken at or before `at`) to a new path, verified. */
     restore (backup: string | { at: Date | string }, options: RestoreOptions): Promise<RestoreResult>
   }
@@ -200,6 +274,9 @@ declare namespace fastifySqliteBackup {
     FST_SQLITE_BACKUP_VERIFY_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' }>
     FST_SQLITE_BACKUP_RESTORE_REFUSED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_RESTORE_REFUSED' }>
     FST_SQLITE_BACKUP_RESTORE_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_RESTORE_FAILED' }>
+    FST_SQLITE_BACKUP_S3_ACCESS_DENIED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED' }>
+    FST_SQLITE_BACKUP_S3_NO_BUCKET: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_NO_BUCKET' }>
+    FST_SQLITE_BACKUP_DECRYPT_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' }>
   }
 
   export const fastifySqliteBackup: FastifySqliteBackup

@@ -2,7 +2,7 @@
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
 import backup, {
-  fastifySqliteBackup, errors, type BackupResult, type BackupStatus, type FastifySqliteBackupOptions,
+  fastifySqliteBackup, errors, type BackupResult, type BackupStatus, type DestinationStatus, type FastifySqliteBackupOptions,
   type BackupInfo, type VerifyResult, type RestoreResult
 } from '..'
 
@@ -41,6 +41,16 @@ app.register(backup, { database: db, destination: './backups', drill: async () =
 app.register(backup, { database: db, destination: './backups', keep: { yearly: 3 } })
 // @ts-expect-error: a drill function returns a boolean
 app.register(backup, { database: db, destination: './backups', drill: () => 'yes' })
+// Offsite: an S3 destination alone (staged in a private directory), or beside a local one.
+app.register(backup, { database: db, destination: { type: 's3', bucket: 'b', region: 'eu-west-1' }, staging: '/var/tmp/stage' })
+app.register(backup, {
+  database: db,
+  destination: ['./backups', { type: 's3', bucket: 'b', prefix: 'app/', region: 'us-east-1', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 's' }, compression: 'none', uploadTimeout: '30m', attempts: 3 }]
+})
+// @ts-expect-error: an S3 destination needs its region
+app.register(backup, { database: db, destination: { type: 's3', bucket: 'b' } })
+// @ts-expect-error: compression is 'gzip' or 'none'
+app.register(backup, { database: db, destination: { type: 's3', bucket: 'b', region: 'r', compression: 'zstd' } })
 
 const options: FastifySqliteBackupOptions = { database: db, destination: '/var/backups/app' }
 app.register(backup, options)
@@ -70,6 +80,11 @@ app.get('/backups', async () => {
 
 const status: BackupStatus = app.backup.status()
 const kept: number = status.kept.count
+const offsite: DestinationStatus = status.destinations[1]
+const offsiteError: string | undefined = offsite.lastError?.code
+app.backup.list({ destination: 1 }).then((backups) => backups[0].metadata?.compression)
+app.backup.verify(undefined, { destination: 1 })
+app.backup.restore('id', { to: './restored.db', destination: 1 })
 const next: Date | null = status.nextRunAt
 const running: boolean = status.running
 // @ts-expect-error: status() is synchronous
@@ -77,4 +92,4 @@ status.then(() => {})
 
 const error = new errors.FST_SQLITE_BACKUP_CLOSED()
 const code: 'FST_SQLITE_BACKUP_CLOSED' = error.code
-export { next, running, code, kept }
+export { next, running, code, kept, offsiteError }

@@ -1,41 +1,56 @@
-import { mkdir, readdir, readFile, chmod } from 'node:fs/promises'
+import { mkdir, readdir, readFile, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import type { BackupMetadata, BackupInfo } from '../types/index'
-import { writeNewFile, renameDurably, syncDirectory, removeFile } from './durable-fs'
-import { FST_SQLITE_BACKUP_INVALID_ID, FST_SQLITE_BACKUP_NOT_FOUND } from './errors'
+import type { BackupMetadata, BackupInfo } from '../../types/index'
+import { writeNewFile, renameDurably, syncDirectory, removeFile } from '../durable-fs'
+import { flushFile } from '../file-checks'
+import { checkBackupId, timeOfId } from '../backup-id'
+import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
+import { uncompressedRecord, type Destination } from './destination'
 
 const BACKUP_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite$/
 const METADATA_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.json$/
 const TEMP_OWNER = /^\.tmp-(\d+)-/
 
-/**
- * A new backup id: a UTC timestamp that sorts in time order, then random bits so that two processes sharing a
- * destination never pick the same name. Ids are always generated here, never taken from input.
- */
-export function newBackupId (date: Date): string {
-  const stamp = date.toISOString().replace(/[-:.]/g, '')
-  return `${stamp}-${randomBytes(4).toString('hex')}`
-}
-
-/** Ids come from callers (a route parameter, a command line): only the exact generated form is accepted. */
-export function checkBackupId (id: unknown): string {
-  if (typeof id !== 'string' || !BACKUP_ID.test(`${id}.sqlite`)) throw new FST_SQLITE_BACKUP_INVALID_ID(JSON.stringify(String(id)).slice(0, 80))
-  return id
-}
-
-/** The time encoded in an id, for backups whose record is missing. */
-export function timeOfId (id: string): Date {
-  const [, y, mo, d, h, mi, s, ms] = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z/.exec(id)!
-  return new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, +ms))
-}
-
 /** The local directory that holds the backups: `<id>.sqlite` beside its metadata `<id>.json`. */
-export class LocalDestination {
+export class LocalDestination implements Destination {
   readonly directory: string
+  readonly type = 'local'
 
   constructor (directory: string) {
     this.directory = directory
+  }
+
+  get name (): string {
+    return this.directory
+  }
+
+  async prepare (): Promise<void> {
+    await this.ensureDirectory()
+  }
+
+  localFile (backup: BackupInfo): string {
+    return backup.path
+  }
+
+  /** Never called for a local destination: its backups are read in place. */
+  async download (backup: BackupInfo, to: string): Promise<void> {
+    await copyFile(backup.path, to)
+  }
+
+  /** A copy of a backup published elsewhere: copied into a temp file here, then published as usual. */
+  async put (file: string, metadata: BackupMetadata): Promise<BackupMetadata> {
+    await this.ensureDirectory()
+    const temp = this.tempPath(metadata.id, 'sqlite')
+    const record = uncompressedRecord(metadata)
+    try {
+      await copyFile(file, temp, fsConstants.COPYFILE_EXCL)
+      await flushFile(temp)
+      await this.publish(temp, record)
+    } finally {
+      await removeFile(temp)
+    }
+    return record
   }
 
   backupPath (id: string): string {

@@ -1,0 +1,25 @@
+import { randomBytes } from 'node:crypto'
+import { FST_SQLITE_BACKUP_INVALID_ID } from './errors'
+
+const BACKUP_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite$/
+
+/**
+ * A new backup id: a UTC timestamp that sorts in time order, then random bits so that two processes sharing a
+ * destination never pick the same name. Ids are always generated here, never taken from input.
+ */
+export function newBackupId (date: Date): string {
+  const stamp = date.toISOString().replace(/[-:.]/g, '')
+  return `${stamp}-${randomBytes(4).toString('hex')}`
+}
+
+/** Ids come from callers (a route parameter, a command line): only the exact generated form is accepted. */
+export function checkBackupId (id: unknown): string {
+  if (typeof id !== 'string' || !BACKUP_ID.test(`${id}.sqlite`)) throw new FST_SQLITE_BACKUP_INVALID_ID(JSON.stringify(String(id)).slice(0, 80))
+  return id
+}
+
+/** The time encoded in an id, for backups whose record is missing. */
+export function timeOfId (id: string): Date {
+  const [, y, mo, d, h, mi, s, ms] = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z/.exec(id)!
+  return new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, +ms))
+}

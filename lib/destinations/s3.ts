@@ -1,0 +1,344 @@
+import { createReadStream, createWriteStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import { Transform, PassThrough, type Readable } from 'node:stream'
+import { createGzip, createGunzip } from 'node:zlib'
+import {
+  S3Client, HeadBucketCommand, ListObjectsV2Command, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
+  ListMultipartUploadsCommand, AbortMultipartUploadCommand
+} from '@aws-sdk/client-s3'
+import { Upload } from '@aws-sdk/lib-storage'
+import type { BackupInfo, BackupMetadata } from '../../types/index'
+import { checkBackupId } from '../backup-id'
+import { encryptStream, decryptStream, recipientOf, type EncryptionSettings } from '../encryption'
+import { FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET, FST_SQLITE_BACKUP_INVALID_OPTION } from '../errors'
+import type { Destination } from './destination'
+
+export interface S3Settings {
+  type: 's3'
+  bucket: string
+  /** '' or ending with '/'. */
+  prefix: string
+  region: string
+  endpoint?: string
+  forcePathStyle: boolean
+  credentials?: { accessKeyId: string, secretAccessKey: string, sessionToken?: string }
+  compression: 'gzip' | 'none'
+  /** Client-side encryption (age), after compression. */
+  encryption?: EncryptionSettings
+  /** Bytes per part of a multipart upload; memory use is about partSize × (queueSize + 1). */
+  partSize: number
+  queueSize: number
+  /** Longest time one upload (data and record) may take before it is aborted. */
+  uploadTimeout: number
+  /** Tries per backup, the first included. */
+  attempts: number
+}
+
+const RECORD = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.json$/
+const DATA = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite(\.gz)?(\.age)?$/
+// Records read at once by list(): each is a small GET.
+const RECORD_READS = 8
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'TimeoutError', 'RequestTimeout', 'UPLOAD_TIMEOUT'])
+
+/**
+ * A bucket and key prefix on AWS S3 or an S3-compatible server. A backup is `<prefix><id>.sqlite.gz` (or `.sqlite`
+ * uncompressed) and its record `<prefix><id>.json`, written after the data: the record is the commit point, so a
+ * backup without one does not exist and is removed as a leftover.
+ */
+export class S3Destination implements Destination {
+  readonly type = 's3'
+  readonly name: string
+  private readonly client: S3Client
+  /** Data keys whose failed multipart upload could not be aborted yet (the server was unreachable). */
+  private readonly pendingAborts = new Set<string>()
+  /**
+   * Records read or written by this process. A record changes only when its writer adds the drill result, so a
+   * listing costs one GET per record the first time only, then ListObjectsV2 alone.
+   */
+  private readonly records = new Map<string, BackupMetadata>()
+
+  constructor (private readonly settings: S3Settings) {
+    this.name = `s3://${settings.bucket}/${settings.prefix}`
+    this.client = new S3Client({
+      region: settings.region,
+      endpoint: settings.endpoint,
+      forcePathStyle: settings.forcePathStyle,
+      // Undefined: the SDK's standard chain (environment, shared files, instance or container role).
+      credentials: settings.credentials,
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 }
+    })
+  }
+
+  /** One HeadBucket: a wrong bucket or credentials show at startup, not at the first backup. */
+  async prepare (): Promise<void> {
+    await this.recipient()
+    await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket })))
+  }
+
+  /** The age recipient to encrypt to: given, or derived from the identity; both given must match. */
+  private async recipient (): Promise<string | undefined> {
+    const encryption = this.settings.encryption
+    if (!encryption) return undefined
+    if (encryption.identity === undefined) return encryption.recipient
+    const derived = await recipientOf(encryption.identity)
+    if (encryption.recipient !== '' && encryption.recipient !== derived) {
+      throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
+    }
+    return derived
+  }
+
+  localFile (): undefined {
+    return undefined
+  }
+
+  async list (): Promise<BackupInfo[]> {
+    const { records } = await this.listKeys()
+    for (const id of this.records.keys()) if (!records.has(id)) this.records.delete(id)
+    const ids = [...records.keys()].sort().reverse()
+    const infos: BackupInfo[] = new Array(ids.length)
+    let next = 0
+    const reader = async (): Promise<void> => {
+      while (next < ids.length) {
+        const index = next++
+        infos[index] = this.info(ids[index], await this.readRecord(ids[index]).catch(() => null))
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(RECORD_READS, ids.length) }, reader))
+    return infos
+  }
+
+  async find (id: unknown): Promise<BackupInfo> {
+    const checked = checkBackupId(id)
+    try {
+      return this.info(checked, await this.readRecord(checked))
+    } catch (err) {
+      if (statusOf(err) === 404) throw new FST_SQLITE_BACKUP_NOT_FOUND(checked, this.name)
+      throw err
+    }
+  }
+
+  async findAt (at: Date): Promise<BackupInfo> {
+    const match = (await this.list()).find((backup) => backup.createdAt.getTime() <= at.getTime())
+    if (!match) throw new FST_SQLITE_BACKUP_NOT_FOUND(`taken at or before ${at.toISOString()}`, this.name)
+    return match
+  }
+
+  /** Streams file → gzip → multipart upload (a few parts in memory at a time), then writes the record. */
+  async put (file: string, metadata: BackupMetadata, signal: AbortSignal): Promise<BackupMetadata> {
+    await this.abortPendingUploads()
+    const gzip = this.settings.compression === 'gzip'
+    const recipient = await this.recipient()
+    const name = `${metadata.id}.sqlite${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
+    const key = this.settings.prefix + name
+    let storedBytes = 0
+    const counter = new Transform({
+      transform (chunk: Buffer, _encoding, callback) {
+        storedBytes += chunk.length
+        callback(null, chunk)
+      }
+    })
+    const source = createReadStream(file, { highWaterMark: 1 << 20 })
+    const streams: Readable[] = [source]
+    let streaming: Promise<unknown>
+    if (recipient) {
+      const plain = new PassThrough()
+      const sealing = pipeline(gzip ? [source, createGzip(), plain] : [source, plain])
+      const sealed = await encryptStream(plain, recipient)
+      streams.push(plain, sealed)
+      streaming = Promise.all([sealing, pipeline(sealed, counter)])
+    } else {
+      streaming = pipeline(gzip ? [source, createGzip(), counter] : [source, counter])
+    }
+    streaming = streaming.catch(() => {})
+    const contentType = recipient ? 'application/octet-stream' : gzip ? 'application/gzip' : 'application/vnd.sqlite3'
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: contentType },
+      queueSize: this.settings.queueSize,
+      partSize: this.settings.partSize,
+      leavePartsOnError: false
+    })
+    let timedOut = false
+    const timer = setTimeout(() => { timedOut = true; upload.abort().catch(() => {}) }, this.settings.uploadTimeout)
+    const onAbort = (): void => { upload.abort().catch(() => {}) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await upload.done()
+    } catch (err) {
+      for (const stream of streams) stream.destroy()
+      counter.destroy()
+      // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
+      this.pendingAborts.add(key)
+      await this.abortPendingUploads().catch(() => {})
+      if (timedOut) throw Object.assign(new Error(`the upload did not finish within ${this.settings.uploadTimeout} ms`), { code: 'UPLOAD_TIMEOUT' })
+      throw this.describe('upload the backup', err)
+    } finally {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      await streaming
+    }
+    const record: BackupMetadata = { ...metadata, file: name, compression: this.settings.compression, storedBytes }
+    if (recipient) record.encryption = 'age'
+    await this.writeRecord(record)
+    return record
+  }
+
+  async updateMetadata (metadata: BackupMetadata): Promise<void> {
+    await this.writeRecord(metadata)
+  }
+
+  /** The record first: an interrupted delete leaves only an unlisted data object, removed as a leftover. */
+  async remove (id: string): Promise<void> {
+    const file = this.dataName(id, this.records.get(id) ?? null)
+    await this.deleteKey(`${id}.json`)
+    this.records.delete(id)
+    // The data object's name is in the record, which list() has just read; without it, every possible name.
+    const names = file ? [file] : ['', '.gz', '.age', '.gz.age'].map((suffix) => `${id}.sqlite${suffix}`)
+    for (const name of names) await this.deleteKey(name)
+  }
+
+  async download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void> {
+    const name = this.dataName(backup.id, backup.metadata) ?? `${backup.id}.sqlite`
+    const response = await this.call('download the backup', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name }), { abortSignal: signal }))
+    let body = response.Body as Readable
+    if (name.endsWith('.age')) body = await decryptStream(body, backup.id, this.settings.encryption?.identity)
+    const target = createWriteStream(to, { flags: 'r+' })
+    await pipeline(name.includes('.sqlite.gz') ? [body, createGunzip(), target] : [body, target], { signal })
+  }
+
+  /** The data object named by a record, if it has the only form a record of this backup can name. */
+  private dataName (id: string, metadata: BackupMetadata | null): string | undefined {
+    const file = metadata?.file
+    return file !== undefined && DATA.exec(file)?.[1] === id ? file : undefined
+  }
+
+  /**
+   * Aborts multipart uploads older than the upload timeout (their process died or gave up) and deletes data
+   * objects that never got their record, once as old.
+   */
+  async removeLeftovers (): Promise<string[]> {
+    const removed: string[] = []
+    const cutoff = Date.now() - this.settings.uploadTimeout
+    const uploads = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.settings.bucket, Prefix: this.settings.prefix })))
+    for (const upload of uploads.Uploads ?? []) {
+      if (!upload.Key || !upload.UploadId || (upload.Initiated && upload.Initiated.getTime() > cutoff)) continue
+      await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: upload.Key, UploadId: upload.UploadId })))
+      removed.push(upload.Key)
+    }
+    const { records, data } = await this.listKeys()
+    for (const [name, { id, modified }] of data) {
+      if (records.has(id) || modified > cutoff) continue
+      await this.deleteKey(name)
+      removed.push(this.settings.prefix + name)
+    }
+    return removed
+  }
+
+  /** Retried: network errors, timeouts, throttling and 5xx. */
+  isTransient (err: unknown): boolean {
+    const status = statusOf(err)
+    if (status !== undefined) return status >= 500 || status === 429
+    const { code, name } = err as { code?: string, name?: string }
+    return NETWORK_ERRORS.has(code ?? '') || NETWORK_ERRORS.has(name ?? '')
+  }
+
+  /** Ids with a record, and data objects by name; one ListObjectsV2 per 1000 keys. */
+  private async listKeys (): Promise<{ records: Map<string, number>, data: Map<string, { id: string, modified: number }> }> {
+    const records = new Map<string, number>()
+    const data = new Map<string, { id: string, modified: number }>()
+    let token: string | undefined
+    do {
+      const page = await this.call('list the backups', () => this.client.send(new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: this.settings.prefix, ContinuationToken: token })))
+      for (const object of page.Contents ?? []) {
+        const name = object.Key?.slice(this.settings.prefix.length) ?? ''
+        const modified = object.LastModified?.getTime() ?? 0
+        const record = RECORD.exec(name)
+        if (record) records.set(record[1], modified)
+        const stored = DATA.exec(name)
+        if (stored) data.set(name, { id: stored[1], modified })
+      }
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined
+    } while (token !== undefined)
+    return { records, data }
+  }
+
+  private info (id: string, metadata: BackupMetadata | null): BackupInfo {
+    return {
+      id,
+      path: `s3://${this.settings.bucket}/${this.settings.prefix}${metadata?.file ?? `${id}.sqlite`}`,
+      createdAt: metadata ? new Date(metadata.createdAt) : timeOf(id),
+      metadata,
+      good: metadata?.drill?.ok !== false
+    }
+  }
+
+  private async readRecord (id: string): Promise<BackupMetadata> {
+    const known = this.records.get(id)
+    if (known) return known
+    const response = await this.call('read a record', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: `${this.settings.prefix}${id}.json` })))
+    const metadata = JSON.parse(await response.Body!.transformToString()) as BackupMetadata
+    this.records.set(id, metadata)
+    return metadata
+  }
+
+  private async writeRecord (metadata: BackupMetadata): Promise<void> {
+    await this.call('write the record', () => this.client.send(new PutObjectCommand({
+      Bucket: this.settings.bucket,
+      Key: `${this.settings.prefix}${metadata.id}.json`,
+      Body: JSON.stringify(metadata, null, 2) + '\n',
+      ContentType: 'application/json'
+    })))
+    this.records.set(metadata.id, metadata)
+  }
+
+  private async deleteKey (name: string): Promise<void> {
+    await this.call('delete', () => this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name })))
+  }
+
+  private async abortPendingUploads (): Promise<void> {
+    for (const key of this.pendingAborts) {
+      const uploads = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.settings.bucket, Prefix: key })))
+      for (const upload of uploads.Uploads ?? []) {
+        if (upload.Key !== key || !upload.UploadId) continue
+        await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: key, UploadId: upload.UploadId })))
+      }
+      this.pendingAborts.delete(key)
+    }
+  }
+
+  private async call<T> (action: string, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request()
+    } catch (err) {
+      throw this.describe(action, err)
+    }
+  }
+
+  /** SDK errors as errors that say what to do; the original stays as `cause`, the status code decides retries. */
+  private describe (action: string, err: unknown): Error {
+    if ((err as { code?: string }).code?.startsWith('FST_')) return err as Error
+    const status = statusOf(err)
+    const where = this.settings.endpoint ?? `region ${this.settings.region}`
+    if (status === 403) return new FST_SQLITE_BACKUP_S3_ACCESS_DENIED(this.name, `${action}: HTTP 403`, { cause: err })
+    if (status === 404 && (err as { name?: string }).name !== 'NoSuchKey' && action === 'check the bucket') {
+      return new FST_SQLITE_BACKUP_S3_NO_BUCKET(this.name, where, { cause: err })
+    }
+    if ((err as { name?: string }).name === 'NoSuchBucket') return new FST_SQLITE_BACKUP_S3_NO_BUCKET(this.name, where, { cause: err })
+    const { message, name, code } = err as { message?: string, name?: string, code?: string }
+    const detail = message && message !== 'UnknownError' ? message : (name ?? String(err))
+    const wrapped = new Error(`${action} at ${this.name}: ${detail}${status ? ` (HTTP ${status})` : ''}`, { cause: err })
+    return Object.assign(wrapped, { code: code ?? name, $metadata: (err as { $metadata?: unknown }).$metadata })
+  }
+}
+
+function statusOf (err: unknown): number | undefined {
+  const direct = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+  if (direct !== undefined) return direct
+  const cause = (err as { cause?: unknown }).cause
+  return cause ? (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode : undefined
+}
+
+function timeOf (id: string): Date {
+  const [, y, mo, d, h, mi, s, ms] = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z/.exec(id)!
+  return new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, +ms))
+}

@@ -1,0 +1,78 @@
+import { Readable } from 'node:stream'
+import { FST_SQLITE_BACKUP_DECRYPT_FAILED } from './errors'
+
+/** age keys of an S3 destination: the recipient encrypts (it is public); the identity decrypts (it is secret). */
+export interface EncryptionSettings {
+  recipient: string
+  /** Needed by verify, restore and restoreIfMissing only; never logged, never in an error or a record. */
+  identity?: string
+}
+
+type Age = typeof import('age-encryption', { with: { 'resolution-mode': 'import' } })
+let loaded: Promise<Age> | undefined
+
+// age-encryption is an ES module; it is loaded only when a destination encrypts.
+async function age (): Promise<Age> {
+  loaded ??= import('age-encryption')
+  return await loaded
+}
+
+/** The recipient (`age1...`) of an identity (`AGE-SECRET-KEY-1...`). */
+export async function recipientOf (identity: string): Promise<string> {
+  return await (await age()).identityToRecipient(identity)
+}
+
+/** Encrypts a stream to the age format, 64 KiB chunk by 64 KiB chunk, pulled as the consumer reads. */
+export async function encryptStream (source: Readable, recipient: string): Promise<Readable> {
+  const encrypter = new (await age()).Encrypter()
+  encrypter.addRecipient(recipient)
+  return toNode(await encrypter.encrypt(toWeb(source)))
+}
+
+/**
+ * Decrypts an age stream. A wrong identity fails at once; tampered or truncated ciphertext fails at the chunk
+ * whose authentication tag does not match, so nothing unauthenticated is ever written as a whole backup.
+ */
+export async function decryptStream (source: Readable, id: string, identity: string | undefined): Promise<Readable> {
+  if (identity === undefined) throw new FST_SQLITE_BACKUP_DECRYPT_FAILED(id, 'it is encrypted and the destination has no "encryption.identity"')
+  const decrypter = new (await age()).Decrypter()
+  decrypter.addIdentity(identity)
+  try {
+    return toNode(await decrypter.decrypt(toWeb(source)), id)
+  } catch (err) {
+    throw new FST_SQLITE_BACKUP_DECRYPT_FAILED(id, (err as Error).message, { cause: err })
+  }
+}
+
+// Pull-based in both directions: a chunk is read only when the next stage asks for one, so memory stays bounded.
+function toWeb (source: Readable): ReadableStream<Uint8Array> {
+  const chunks = source[Symbol.asyncIterator]()
+  return new ReadableStream<Uint8Array>({
+    async pull (controller) {
+      const { value, done } = await chunks.next()
+      if (done === true) controller.close()
+      else controller.enqueue(new Uint8Array((value as Buffer).buffer, (value as Buffer).byteOffset, (value as Buffer).byteLength))
+    },
+    async cancel () {
+      source.destroy()
+    }
+  }, { highWaterMark: 1 })
+}
+
+function toNode (stream: ReadableStream<Uint8Array>, id?: string): Readable {
+  const reader = stream.getReader()
+  return Readable.from((async function * () {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) return
+        yield Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+      }
+    } catch (err) {
+      if (id === undefined) throw err
+      throw new FST_SQLITE_BACKUP_DECRYPT_FAILED(id, (err as Error).message, { cause: err })
+    } finally {
+      reader.releaseLock()
+    }
+  })(), { objectMode: false })
+}

@@ -1,0 +1,97 @@
+// The S3-compatible server of the tests: started by `.ci/s3-server start`, which writes its address and keys
+// into .ci/s3.env. Under CI a missing server fails the tests; elsewhere they are skipped with a note.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import type { Test } from 'tap'
+import {
+  S3Client, CreateBucketCommand, ListObjectsV2Command, ListMultipartUploadsCommand, DeleteObjectsCommand, DeleteBucketCommand
+} from '@aws-sdk/client-s3'
+
+export interface S3Server {
+  endpoint: string
+  region: string
+  accessKeyId: string
+  secretAccessKey: string
+  runDir: string
+}
+
+const ENV_FILE = join(__dirname, '..', '.ci', 's3.env')
+export const SERVER_SCRIPT = join(__dirname, '..', '.ci', 's3-server')
+
+function readEnvFile (): Record<string, string> | undefined {
+  try {
+    return Object.fromEntries(readFileSync(ENV_FILE, 'utf8').split('\n').filter((line) => line.includes('=')).map((line) => {
+      const at = line.indexOf('=')
+      return [line.slice(0, at), line.slice(at + 1)]
+    }))
+  } catch {
+    return undefined
+  }
+}
+
+function answers (endpoint: string): boolean {
+  try {
+    execFileSync('curl', ['-s', '-o', '/dev/null', '--max-time', '3', endpoint], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The running server, or undefined (tests skipped) when there is none and CI is not set. Throws under CI. */
+export function findS3Server (): S3Server | undefined {
+  const env = readEnvFile()
+  if (env && answers(env.S3_ENDPOINT)) {
+    return { endpoint: env.S3_ENDPOINT, region: env.S3_REGION, accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY, runDir: env.S3_RUN_DIR }
+  }
+  const why = env ? `nothing answers at ${env.S3_ENDPOINT}` : `${ENV_FILE} is missing`
+  if (process.env.CI) throw new Error(`the S3 test server is not running (${why}); .ci/run starts it with .ci/s3-server start`)
+  return undefined
+}
+
+export const SKIP_MESSAGE = 'no S3 test server: run `.ci/s3-server start` (Debian/Ubuntu, root) to run the S3 tests'
+
+export function client (server: S3Server): S3Client {
+  return new S3Client({
+    region: server.region,
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey }
+  })
+}
+
+/** A new empty bucket, emptied and deleted when the test ends. */
+export async function newBucket (t: Test, server: S3Server): Promise<string> {
+  const s3 = client(server)
+  const bucket = `t-${randomBytes(6).toString('hex')}`
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+  t.teardown(async () => {
+    const keys = await listKeys(server, bucket).catch(() => [])
+    if (keys.length > 0) await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } })).catch(() => {})
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {})
+  })
+  return bucket
+}
+
+export async function listKeys (server: S3Server, bucket: string, prefix = ''): Promise<string[]> {
+  const keys: string[] = []
+  let token: string | undefined
+  do {
+    const page = await client(server).send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }))
+    keys.push(...(page.Contents ?? []).map((object) => object.Key!))
+    token = page.IsTruncated === true ? page.NextContinuationToken : undefined
+  } while (token !== undefined)
+  return keys.sort()
+}
+
+export async function multipartUploads (server: S3Server, bucket: string): Promise<string[]> {
+  const page = await client(server).send(new ListMultipartUploadsCommand({ Bucket: bucket }))
+  return (page.Uploads ?? []).map((upload) => `${upload.Key} ${upload.UploadId}`)
+}
+
+/** Stops or starts the gateway (the cluster behind it keeps running). */
+export function gateway (server: S3Server, action: 'gw-stop' | 'gw-start'): void {
+  execFileSync(SERVER_SCRIPT, [action], { stdio: 'pipe', env: { ...process.env, S3_RUN_DIR: server.runDir, S3_PORT: new URL(server.endpoint).port } })
+}

@@ -1,0 +1,463 @@
+import t, { type Test } from 'tap'
+import Fastify from 'fastify'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
+import { S3Destination } from '../lib/destinations/s3'
+import { resolveS3 } from '../lib/destination-options'
+import { main } from '../lib/cli'
+import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor } from './helpers'
+import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
+
+const server = findS3Server()
+if (!server) {
+  t.comment(SKIP_MESSAGE)
+  t.pass('skipped: no S3 test server', { skip: SKIP_MESSAGE })
+} else {
+  s3Tests(server)
+}
+
+function s3Tests (server: S3Server): void {
+  const s3 = (bucket: string, extra: Partial<S3Options> = {}): S3Options => ({
+    type: 's3',
+    bucket,
+    prefix: 'app/',
+    region: server.region,
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    ...extra
+  })
+
+  /** The command-line tool, in this process, with the server's keys in the environment as a user would set them. */
+  const cli = (t: Test) => {
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
+    process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
+    process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
+    t.teardown(() => {
+      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
+      else process.env.AWS_ACCESS_KEY_ID = saved.id
+      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
+      else process.env.AWS_SECRET_ACCESS_KEY = saved.secret
+    })
+    return async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
+      let stdout = ''
+      let stderr = ''
+      const code = await main(args, { stdout: { write: (text: string) => { stdout += text } }, stderr: { write: (text: string) => { stderr += text } } })
+      return { code, stdout, stderr }
+    }
+  }
+
+  for (const compression of ['gzip', 'none'] as const) {
+    t.test(`round trip through S3 (${compression}): backup, list, verify, restore`, async (t) => {
+      const dir = t.testdir()
+      const bucket = await newBucket(t, server)
+      const db = createDatabase(join(dir, 'app.db'), { rows: 300 })
+      t.teardown(() => db.close())
+      const staging = join(dir, 'staging')
+      const app = await buildApp(t, { database: db, destination: s3(bucket, compression === 'gzip' ? {} : { compression }), staging, interval: false })
+
+      const result = await app.backup.now()
+      t.equal(result.skipped, false)
+      const suffix = compression === 'gzip' ? '.sqlite.gz' : '.sqlite'
+      t.equal(result.path, `s3://${bucket}/app/${result.id}${suffix}`)
+      t.same(await listKeys(server, bucket), [`app/${result.id}.json`, `app/${result.id}${suffix}`], 'the data, then its record')
+      t.match(result.metadata, { compression, file: `${result.id}${suffix}` })
+      if (compression === 'gzip') t.ok(result.metadata.storedBytes! < result.bytes, `stored ${result.metadata.storedBytes} of ${result.bytes} bytes`)
+      else t.equal(result.metadata.storedBytes, result.bytes)
+      t.same(destinationFiles(staging), [], 'nothing left in the staging directory')
+
+      const listed = await app.backup.list()
+      t.equal(listed.length, 1)
+      t.equal(listed[0].id, result.id)
+      t.equal(listed[0].metadata?.sha256, result.sha256, 'the checksum of the uncompressed database')
+
+      const verified = await app.backup.verify()
+      t.equal(verified.ok, true, verified.problems.join('; '))
+
+      const to = join(dir, 'restored.db')
+      const restored = await app.backup.restore(result.id, { to })
+      t.equal(restored.sha256, result.sha256)
+      t.equal(count(to, 'items'), 300)
+      t.equal(integrityCheck(to), 'ok')
+      t.same(destinationFiles(staging), [], 'downloads are removed')
+
+      const second = await app.backup.now()
+      t.equal(second.skipped, true, 'nothing changed: skipped')
+      t.match(app.backup.status().destinations, [{ name: `s3://${bucket}/app/`, type: 's3', lastError: null, lastBackupId: result.id, kept: { count: 1 } }])
+    })
+  }
+
+  t.test('a local directory and S3 at once: each gets every backup', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, { database: db, destination: [local, s3(bucket)], interval: false })
+
+    const first = await app.backup.now()
+    db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+    const second = await app.backup.now()
+    t.equal(first.path, join(local, `${first.id}.sqlite`), 'the path is in the local directory')
+    t.same(backupFiles(local).map((file) => file.slice(local.length + 1)), [`${first.id}.sqlite`, `${second.id}.sqlite`])
+    t.same((await app.backup.list({ destination: 1 })).map((backup) => backup.id), [second.id, first.id])
+    t.same((await app.backup.list()).map((backup) => backup.id), [second.id, first.id], 'the first destination by default')
+    t.equal((await app.backup.verify(first.id, { destination: 1 })).ok, true)
+    const to = join(dir, 'restored.db')
+    await app.backup.restore(second.id, { to, destination: 1 })
+    t.equal(count(to, 'items'), 101)
+    await t.rejects(app.backup.list({ destination: 2 }), { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
+    const status = app.backup.status()
+    t.equal(status.destinations.length, 2)
+    t.match(status.destinations[0], { name: local, type: 'local', lastError: null, lastBackupId: second.id })
+    t.match(status.destinations[1], { type: 's3', lastError: null, lastBackupId: second.id, kept: { count: 2 } })
+  })
+
+  t.test('retention on S3 deletes exactly what the policy says', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, { database: db, destination: [s3(bucket), local], keep: 2, interval: false })
+    const ids: string[] = []
+    for (let i = 0; i < 4; i++) ids.push((await app.backup.now({ force: true })).id)
+    const kept = ids.slice(2)
+    t.same(await listKeys(server, bucket), kept.flatMap((id) => [`app/${id}.json`, `app/${id}.sqlite.gz`]))
+    t.same(backupFiles(local).map((file) => file.slice(local.length + 1)), kept.map((id) => `${id}.sqlite`))
+    t.same((await app.backup.list()).map((backup) => backup.id), [...kept].reverse())
+    t.match(app.backup.status().kept, { count: 2 })
+  })
+
+  t.test('wrong credentials and a missing bucket fail the registration with their codes', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const secret = `wrong-secret-${randomBytes(8).toString('hex')}`
+    const lines: string[] = []
+    const cases: Array<[string, FastifySqliteBackupOptions['destination'], string]> = [
+      ['wrong secret', s3(bucket, { credentials: { accessKeyId: server.accessKeyId, secretAccessKey: secret } }), 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED'],
+      ['unknown key', s3(bucket, { credentials: { accessKeyId: 'NOSUCHKEY', secretAccessKey: secret } }), 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED'],
+      ['missing bucket', s3(`${bucket}-missing`), 'FST_SQLITE_BACKUP_S3_NO_BUCKET']
+    ]
+    for (const [name, destination, code] of cases) {
+      const app = Fastify({ logger: { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } } })
+      t.teardown(() => app.close())
+      const error = await app.register(backup, { database: db, destination, staging: join(dir, 'staging'), interval: false }).ready().then(() => null, (err: Error & { code: string }) => err)
+      t.equal(error?.code, code, name)
+      t.match(error?.message, /s3:\/\//, `${name}: the message names the destination`)
+      t.notMatch(error?.message, secret, `${name}: no secret in the message`)
+      t.notMatch(JSON.stringify(error, Object.getOwnPropertyNames(error)), secret, `${name}: nor in the error's properties`)
+    }
+    t.notMatch(lines.join(''), secret, 'no secret in any log line')
+  })
+
+  t.test('no secret in logs, errors or status, whatever happens', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const lines: string[] = []
+    const errors: Error[] = []
+    const app2 = Fastify({ logger: { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } } })
+    t.teardown(() => app2.close())
+    const doomed = await newBucket(t, server)
+    await app2.register(backup, { database: db, destination: [join(dir, 'backups'), s3(bucket), s3(doomed, { attempts: 1 })], interval: false, onError: (err) => errors.push(err) })
+    await app2.ready()
+    await app2.backup.now()
+    // The bucket goes away while the app runs.
+    const s3client = client(server)
+    const keys = await listKeys(server, doomed)
+    await s3client.send(new DeleteObjectsCommand({ Bucket: doomed, Delete: { Objects: keys.map((Key) => ({ Key })) } }))
+    await s3client.send(new DeleteBucketCommand({ Bucket: doomed }))
+    db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+    const result = await app2.backup.now()
+    t.equal(result.skipped, false, 'the other destinations got the backup')
+    const status = app2.backup.status()
+    t.match(status.destinations[2], { lastError: { code: 'FST_SQLITE_BACKUP_S3_NO_BUCKET' } })
+    t.match(status.destinations[1], { lastError: null, lastBackupId: result.id })
+    t.ok(errors.length >= 1, 'onError heard of the failed destination')
+    const everything = lines.join('') + JSON.stringify(status) + errors.map((err) => `${err.message} ${JSON.stringify(err, Object.getOwnPropertyNames(err))}`).join('')
+    t.notMatch(everything, server.secretAccessKey, 'the secret access key appears nowhere')
+    t.match(lines.join(''), /could not publish to s3:\/\//, 'the failure was logged')
+  })
+
+  t.test('the server stopped mid-upload: retried, nothing orphaned, the local destination unaffected', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    // About 40 MB of random rows: several 5 MiB parts, so that the stop lands inside a multipart upload.
+    const db = createDatabase(join(dir, 'app.db'), { rows: 40_000 })
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, {
+      database: db,
+      destination: [local, s3(bucket, { compression: 'none', partSize: 5 * 1024 * 1024, queueSize: 1, attempts: 3 })],
+      interval: false
+    })
+    t.teardown(() => { if (!gatewayUp) gateway(server, 'gw-start') })
+    let gatewayUp = true
+    const running = app.backup.now()
+    await waitFor(() => app.backup.status().destinations[0].lastBackupId !== null, 30_000)
+    // Wait until the multipart upload is under way, then cut the server.
+    const deadline = Date.now() + 20_000
+    while ((await multipartUploads(server, bucket)).length === 0 && Date.now() < deadline) await delay(20)
+    gateway(server, 'gw-stop')
+    gatewayUp = false
+    await delay(1500)
+    gateway(server, 'gw-start')
+    gatewayUp = true
+    let result = await running
+    const s3Status = app.backup.status().destinations[1]
+    if (s3Status.lastError !== null) {
+      t.comment(`the S3 destination failed this run (${s3Status.lastError.message}); the next run publishes there`)
+      t.equal(existsSync(result.path), true, 'the local destination has the backup all the same')
+      result = await app.backup.now()
+      t.equal(result.skipped, false, 'nothing changed, yet a new backup is made for the destination that missed one')
+    } else {
+      t.comment('the upload was retried and succeeded')
+    }
+    const status = app.backup.status()
+    t.match(status.destinations[1], { lastError: null, lastBackupId: result.id })
+    t.equal(status.destinations[0].lastError, null, 'the local destination never failed')
+    t.same(await multipartUploads(server, bucket), [], 'no multipart upload left behind')
+    const keys = await listKeys(server, bucket)
+    t.ok(keys.includes(`app/${result.id}.json`) && keys.includes(`app/${result.id}.sqlite`))
+    t.equal((await app.backup.verify(result.id, { destination: 1 })).ok, true)
+    t.same(keys.filter((key) => key.endsWith('.json')).length, keys.filter((key) => key.endsWith('.sqlite')).length, 'every data object has its record')
+  })
+
+  t.test('client-side encryption (age): round trip; wrong key, missing key and tampering are rejected; the key is never shown', async (t) => {
+    const age = await import('age-encryption')
+    const identity = await age.generateIdentity()
+    const other = await age.generateIdentity()
+    const recipient = await age.identityToRecipient(identity)
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 200 })
+    t.teardown(() => db.close())
+    const lines: string[] = []
+    const logged = async (options: FastifySqliteBackupOptions): Promise<ReturnType<typeof Fastify>> => {
+      const app = Fastify({ logger: { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } } })
+      t.teardown(() => app.close())
+      await app.register(backup, { staging: join(dir, 'staging'), interval: false, ...options })
+      await app.ready()
+      return app
+    }
+    const app = await logged({ database: db, destination: s3(bucket, { encryption: { identity } }) })
+    const result = await app.backup.now()
+    t.equal(result.path, `s3://${bucket}/app/${result.id}.sqlite.gz.age`)
+    t.match(result.metadata, { encryption: 'age', compression: 'gzip' })
+    const stored = await client(server).send(new GetObjectCommand({ Bucket: bucket, Key: `app/${result.id}.sqlite.gz.age` }))
+    const ciphertext = Buffer.from(await stored.Body!.transformToByteArray())
+    t.equal(ciphertext.subarray(0, 21).toString(), 'age-encryption.org/v1', 'an age file')
+    t.equal(ciphertext.length, result.metadata.storedBytes)
+    t.equal((await app.backup.verify()).ok, true)
+    const to = join(dir, 'restored.db')
+    await app.backup.restore(result.id, { to })
+    t.equal(count(to, 'items'), 200)
+
+    // The command-line tool, with the identity in a file as age-keygen writes it.
+    const run = cli(t)
+    const keyFile = join(dir, 'key.txt')
+    writeFileSync(keyFile, `# created: 2026-01-01T00:00:00Z\n# public key: ${recipient}\n${identity}\n`, { mode: 0o600 })
+    const where = [`s3://${bucket}/app`, '--endpoint', server.endpoint, '--path-style']
+    const restoredByCli = await run('restore', ...where, '--identity-file', keyFile, '--to', join(dir, 'cli.db'))
+    t.equal(restoredByCli.code, 0, restoredByCli.stderr)
+    t.equal(count(join(dir, 'cli.db'), 'items'), 200)
+    const withoutKey = await run('restore', ...where, '--to', join(dir, 'cli-nokey.db'))
+    t.equal(withoutKey.code, 1)
+    t.match(withoutKey.stderr, /FST_SQLITE_BACKUP_DECRYPT_FAILED/)
+    const notAKey = await run('verify', ...where, '--identity-file', join(dir, 'app.db'))
+    t.equal(notAKey.code, 2, 'a file without an identity is a usage error')
+    lines.push(restoredByCli.stdout, restoredByCli.stderr, withoutKey.stderr, notAKey.stderr)
+
+    // Another identity: verify reports it, restore refuses it, nothing is written.
+    const wrong = await logged({ database: db, destination: s3(bucket, { encryption: { identity: other } }) })
+    const verdict = await wrong.backup.verify(result.id)
+    t.equal(verdict.ok, false)
+    t.match(verdict.problems.join(' '), /could not be decrypted/)
+    await t.rejects(wrong.backup.restore(result.id, { to: join(dir, 'wrong.db') }), { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' })
+    t.equal(existsSync(join(dir, 'wrong.db')), false)
+
+    // The recipient alone backs up, and cannot read back.
+    const writeOnly = await logged({ database: db, destination: s3(bucket, { prefix: 'write-only/', encryption: { recipient } }) })
+    const sealed = await writeOnly.backup.now({ force: true })
+    await t.rejects(writeOnly.backup.restore(sealed.id, { to: join(dir, 'write-only.db') }), { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED', message: /no "encryption.identity"/ })
+    t.equal((await app.backup.verify(sealed.id).catch(() => null)), null, 'a backup of another prefix is not found here')
+
+    // One flipped byte in the middle of the ciphertext.
+    ciphertext[Math.floor(ciphertext.length / 2)] ^= 1
+    await client(server).send(new PutObjectCommand({ Bucket: bucket, Key: `app/${result.id}.sqlite.gz.age`, Body: ciphertext }))
+    const fresh = await logged({ database: db, destination: s3(bucket, { encryption: { identity } }) })
+    t.equal((await fresh.backup.verify(result.id)).ok, false, 'tampering is found by verify')
+    await t.rejects(fresh.backup.restore(result.id, { to: join(dir, 'tampered.db') }), { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' })
+    t.equal(existsSync(join(dir, 'tampered.db')), false)
+    t.same(destinationFiles(join(dir, 'staging')), [], 'no partial download left behind')
+
+    // A recipient that is not the identity's is a setup mistake.
+    const mismatch = Fastify()
+    t.teardown(() => mismatch.close())
+    const otherRecipient = await age.identityToRecipient(other)
+    await t.rejects(async () => { await mismatch.register(backup, { database: db, destination: s3(bucket, { encryption: { identity, recipient: otherRecipient } }), staging: join(dir, 'staging') }).ready() }, { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
+
+    const everything = lines.join('') + JSON.stringify(app.backup.status()) + JSON.stringify(await app.backup.list()) + ciphertext.toString('latin1')
+    for (const secret of [identity, other, server.secretAccessKey]) t.notMatch(everything, secret, 'no secret in logs, status, records or data')
+  })
+
+  t.test('the server stopped mid-upload with no retry left: that destination fails, the next run catches up and cleans up', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 40_000 })
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const errors: Error[] = []
+    const app = await buildApp(t, {
+      database: db,
+      destination: [local, s3(bucket, { compression: 'none', partSize: 5 * 1024 * 1024, queueSize: 1, attempts: 1 })],
+      interval: false,
+      onError: (err) => errors.push(err)
+    })
+    let gatewayUp = true
+    t.teardown(() => { if (!gatewayUp) gateway(server, 'gw-start') })
+    const running = app.backup.now()
+    const deadline = Date.now() + 30_000
+    while ((await multipartUploads(server, bucket)).length === 0 && Date.now() < deadline) await delay(20)
+    gateway(server, 'gw-stop')
+    gatewayUp = false
+    const first = await running
+    t.equal(existsSync(first.path), true, 'the run succeeded: the local destination has the backup')
+    t.match(app.backup.status().destinations[1], { lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' }, lastBackupId: null })
+    t.equal(errors.length, 1, 'onError heard of the destination that missed it')
+    gateway(server, 'gw-start')
+    gatewayUp = true
+    // The abort could not reach the server: the upload is still open there until the next run.
+    t.comment(`multipart uploads open after the cut: ${(await multipartUploads(server, bucket)).length}`)
+
+    const second = await app.backup.now()
+    t.equal(second.skipped, false, 'nothing changed, yet a new backup is made for the destination that missed one')
+    t.match(app.backup.status().destinations[1], { lastError: null, lastBackupId: second.id })
+    t.same(await multipartUploads(server, bucket), [], 'the upload cut short was aborted')
+    t.same(await listKeys(server, bucket), [`app/${second.id}.json`, `app/${second.id}.sqlite`], 'no object of the failed upload')
+    t.equal((await app.backup.list()).length, 2, 'the local destination kept both')
+  })
+
+  for (const encrypted of [false, true]) {
+    t.test(`memory stays bounded while a large file is compressed${encrypted ? ', encrypted' : ''} and uploaded`, async (t) => {
+      const dir = t.testdir()
+      const bucket = await newBucket(t, server)
+      const file = join(dir, 'big')
+      const size = 200 * 1024 * 1024
+      const fd = openSync(file, 'w')
+      // Random bytes: gzip cannot shrink them, so a body held in memory would show as about 200 MiB more.
+      for (let written = 0; written < size; written += 1024 * 1024) writeSync(fd, randomBytes(1024 * 1024))
+      closeSync(fd)
+      const { generateIdentity } = await import('age-encryption')
+      const encryption = encrypted ? { identity: await generateIdentity() } : undefined
+      const destination = new S3Destination(resolveS3({ ...s3(bucket, { encryption }) }, 'destination'))
+      globalThis.gc?.()
+      const before = process.memoryUsage().rss
+      let peak = before
+      const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss) }, 10)
+      const started = Date.now()
+      const id = '20260101T000000000Z-0a1b2c3d'
+      const record = await destination.put(file, { id, bytes: size, sha256: 'x' } as never, new AbortController().signal)
+      clearInterval(sampler)
+      const growth = (peak - before) / 1024 / 1024
+      t.comment(`200 MiB upload (gzip${encrypted ? ', age' : ''}, ${(record.storedBytes! / 1024 / 1024).toFixed(0)} MiB stored) in ${Date.now() - started} ms: RSS peak +${growth.toFixed(1)} MiB`)
+      t.ok(record.storedBytes! > size, 'nothing to compress: the whole 200 MiB went up')
+      t.ok(growth < 100, `RSS grew by ${growth.toFixed(1)} MiB, far below the 200 MiB uploaded`)
+      t.same(await multipartUploads(server, bucket), [])
+      t.same(await listKeys(server, bucket), [`app/${id}.json`, `app/${id}.sqlite.gz${encrypted ? '.age' : ''}`])
+    })
+  }
+
+  t.test('the command-line tool lists, verifies and restores s3:// destinations', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 20 })
+    t.teardown(() => db.close())
+    const app = await buildApp(t, { database: db, destination: s3(bucket, { prefix: 'team/app' }), staging: join(dir, 'staging'), interval: false })
+    const result = await app.backup.now()
+
+    const run = cli(t)
+    const url = `s3://${bucket}/team/app`
+    const where = ['--endpoint', server.endpoint, '--region', server.region, '--path-style']
+
+    const listed = await run('list', url, ...where, '--json')
+    t.equal(listed.code, 0, listed.stderr)
+    t.same(JSON.parse(listed.stdout).map((backup: { id: string }) => backup.id), [result.id])
+    const verified = await run('verify', url, ...where)
+    t.equal(verified.code, 0, verified.stderr)
+    t.match(verified.stdout, result.id)
+    const to = join(dir, 'restored.db')
+    const restored = await run('restore', url, '--to', to, ...where)
+    t.equal(restored.code, 0, restored.stderr)
+    t.equal(count(to, 'items'), 20)
+
+    const missing = await run('list', `s3://${bucket}-nope/x`, ...where)
+    t.equal(missing.code, 1)
+    t.match(missing.stderr, /FST_SQLITE_BACKUP_S3_NO_BUCKET/)
+    const flags = await run('list', dir, '--endpoint', server.endpoint)
+    t.equal(flags.code, 2, 'S3 flags on a directory are a usage error')
+    t.notMatch(listed.stdout + verified.stdout + restored.stdout + missing.stderr, server.secretAccessKey)
+  })
+
+  t.test('an S3 destination that cannot be reached at startup does not keep the app from starting', async (t) => {
+    const dir = t.testdir()
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    const app = await buildApp(t, { database: db, destination: [local, s3('some-bucket', { endpoint: 'http://127.0.0.1:9', attempts: 1 })], interval: false })
+    const result = await app.backup.now()
+    t.equal(existsSync(result.path), true)
+    t.match(app.backup.status().destinations[1], { lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED', message: /ECONNREFUSED|connect/ } })
+  })
+}
+
+// Counted at the SDK's door (every command the plugin sends goes through S3Client.send), against the real server.
+t.test('S3 requests per backup and per list, as the README says', { skip: server ? false : SKIP_MESSAGE }, async (t) => {
+  const dir = t.testdir()
+  const bucket = await newBucket(t, server!)
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const sent: string[] = []
+  const send = S3Client.prototype.send
+  S3Client.prototype.send = function (this: S3Client, command: { constructor: { name: string } }, ...rest: unknown[]) {
+    sent.push(command.constructor.name.replace(/Command$/, ''))
+    return (send as (...args: unknown[]) => unknown).call(this, command, ...rest)
+  } as typeof send
+  t.teardown(() => { S3Client.prototype.send = send })
+  const take = (): string[] => sent.splice(0).sort()
+  const credentials = { accessKeyId: server!.accessKeyId, secretAccessKey: server!.secretAccessKey }
+  const descriptor = { type: 's3' as const, bucket, prefix: 'app/', region: server!.region, endpoint: server!.endpoint, forcePathStyle: true, credentials }
+
+  const app = await buildApp(t, {
+    database: db,
+    destination: descriptor,
+    staging: join(dir, 'staging'),
+    keep: 2,
+    interval: false
+  })
+  t.same(take(), ['HeadBucket', 'ListMultipartUploads', 'ListObjectsV2', 'ListObjectsV2'], 'registration and ready, empty prefix')
+  const perBackup = ['ListObjectsV2', 'ListObjectsV2', 'PutObject', 'PutObject']
+  await app.backup.now()
+  t.same(take(), perBackup, 'a small backup: data and record, one listing to avoid duplicates, one for retention')
+  await app.backup.now()
+  t.same(take(), [], 'nothing changed: no request at all')
+  db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+  await app.backup.now()
+  t.same(take(), perBackup)
+  db.prepare('INSERT INTO items (body) VALUES (randomblob(10))').run()
+  await app.backup.now()
+  t.same(take(), [...perBackup, 'DeleteObject', 'DeleteObject'].sort(), 'retention deletes the record, then the data')
+  await app.backup.list()
+  t.same(take(), ['ListObjectsV2'], 'list() in the process that wrote the records: one listing')
+
+  const fresh = new S3Destination(resolveS3({ ...descriptor }, 'destination'))
+  t.equal((await fresh.list()).length, 2)
+  t.same(take(), ['GetObject', 'GetObject', 'ListObjectsV2'], 'list() elsewhere: one listing and one GET per record')
+})
