@@ -1,0 +1,52 @@
+// One measured backup: a fresh app process, a writer in another process, an idle window then the backup.
+import { fileURLToPath } from 'node:url'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { forkChild, nextMessage, reap } from './children.mjs'
+import { startWriter } from './writer.mjs'
+import { resetDatabase } from './database.mjs'
+import { verifyCopy } from './verify.mjs'
+import { SCRATCH_DIR, ensureDirs } from './paths.mjs'
+import { methods } from '../methods/index.mjs'
+
+const APP = fileURLToPath(new URL('../child/app.mjs', import.meta.url))
+const WARMUP_MS = 300
+// No backup is expected to take this long; past it the measurement fails rather than hangs.
+const BACKUP_LIMIT_MS = 10 * 60_000
+
+export async function measureBackup ({ method, dbPath, idleMs }) {
+  ensureDirs()
+  resetDatabase(dbPath)
+  const scratchDir = mkdtempSync(join(SCRATCH_DIR, `${method}-`))
+  const app = forkChild(APP, [method, dbPath, scratchDir])
+  let writer
+  try {
+    await nextMessage(app, 'ready', 60_000)
+    writer = await startWriter(dbPath)
+    await sleep(WARMUP_MS)
+    await writer.phase('idle')
+    await sleep(idleMs)
+    const lastId = await writer.phase('backup')
+    const done = nextMessage(app, 'done', BACKUP_LIMIT_MS)
+    app.send({ type: 'go' })
+    const result = await done
+    await writer.phase('after')
+    const phases = await writer.stop()
+    writer = undefined
+    await reap(app)
+    const check = methods[method].unchecked ? null : verifyCopy(result.copy.path, dbPath, lastId)
+    return {
+      durationMs: result.durationMs,
+      eventLoop: result.eventLoop,
+      memory: result.memory,
+      writer: { idle: phases.idle, backup: phases.backup },
+      lastId,
+      check
+    }
+  } finally {
+    writer?.kill()
+    app.kill('SIGKILL')
+    rmSync(scratchDir, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,99 @@
+// The full benchmark: the original design, the copy limit and the plugin side by side, at several sizes.
+//   node bench/run.mjs [--quick] [--sizes=1,100,1000] [--runs=5]
+import { writeFileSync, statSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { ensureDatabase, fileSize } from './lib/database.mjs'
+import { measureBackup } from './lib/measure.mjs'
+import { measureUnchanged } from './lib/unchanged.mjs'
+import { measurePhases } from './lib/phases.mjs'
+import { summarize, unchangedFor } from './lib/summary.mjs'
+import { judgeGoals } from './lib/goals.mjs'
+import { sizeTable, phasesTable, goalsTable } from './lib/report.mjs'
+import { describeMachine, machineLine } from './lib/machine.mjs'
+import { CONFIGS, BASELINE } from './lib/configs.mjs'
+import { RESULTS_DIR, ensureDirs } from './lib/paths.mjs'
+import { median } from './lib/stats.mjs'
+import { killAll } from './lib/children.mjs'
+import { withRetry } from './lib/retry.mjs'
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    sizes: { type: 'string' },
+    runs: { type: 'string' }
+  }
+})
+const sizes = (args.sizes ?? (args.quick ? '1,100' : '1,100,1000')).split(',').map(Number)
+// --quick keeps under two minutes: small sizes, 3 runs and a shorter idle window unless told otherwise.
+const runs = Number(args.runs ?? (args.quick ? 3 : 5))
+const idleMs = args.quick ? 1000 : 2000
+if (sizes.some((size) => !Number.isInteger(size) || size < 1) || !Number.isInteger(runs) || runs < 1) {
+  console.error('usage: node bench/run.mjs [--quick] [--sizes=1,100,1000] [--runs=5]')
+  process.exit(2)
+}
+
+const log = (message) => console.error(`[bench] ${message}`)
+
+// The package is measured as built in dist/; its build time tells which code a result file describes.
+function pluginBuildTime () {
+  return statSync(fileURLToPath(new URL('../dist/index.js', import.meta.url))).mtime.toISOString()
+}
+
+async function main () {
+  ensureDirs()
+  const machine = describeMachine()
+  const startedAt = new Date()
+  log(machineLine(machine))
+  log(`sizes ${sizes.join(', ')} MB, ${runs} runs, idle window ${idleMs} ms`)
+  const results = { startedAt: startedAt.toISOString(), machine, pluginBuiltAt: pluginBuildTime(), sizes, runs, idleMs, bySize: {} }
+  const sections = []
+
+  for (const sizeMb of sizes) {
+    const paths = { wal: ensureDatabase(sizeMb, 'wal', log), delete: ensureDatabase(sizeMb, 'delete', log) }
+    const records = []
+    const unchangedRuns = []
+    const phaseRuns = []
+    for (let round = 1; round <= runs; round++) {
+      // Each method once per round, so drift of the shared machine hits all of them alike.
+      for (const config of CONFIGS) {
+        log(`${sizeMb} MB, round ${round}/${runs}: ${config.id}`)
+        const record = await withRetry(() => measureBackup({ method: config.method, dbPath: paths[config.mode], idleMs }), log)
+        records.push({ ...record, config: config.id, round })
+      }
+      for (const mode of ['wal', 'delete']) unchangedRuns.push({ mode, ...await withRetry(() => measureUnchanged(paths[mode]), log) })
+      phaseRuns.push(await measurePhases(paths.wal))
+    }
+
+    const baselineRuns = records.filter((record) => record.config === BASELINE)
+    const rows = CONFIGS.map((config) => ({
+      id: config.id,
+      summary: summarize(records.filter((record) => record.config === config.id), baselineRuns, unchangedFor(config.method, config.mode, unchangedRuns))
+    }))
+    const phases = Object.fromEntries(Object.keys(phaseRuns[0]).map((key) => [key, median(phaseRuns.map((p) => p[key]))]))
+    const bytes = fileSize(paths.wal)
+    results.bySize[sizeMb] = { bytes, rows, phases, records, unchangedRuns, phaseRuns }
+    sections.push(sizeTable(sizeMb, bytes, rows))
+    // Printed as each size finishes, so a long run shows progress.
+    console.log(sections.at(-1) + '\n')
+  }
+
+  const largest = Math.max(...sizes)
+  const goalSummary = results.bySize[largest].rows.find((row) => row.id === 'plugin-wal').summary
+  results.goals = { sizeMb: largest, goals: judgeGoals(goalSummary) }
+  const phaseSection = phasesTable(sizes.map((size) => [size, results.bySize[size].phases]))
+  const goalSection = goalsTable(largest, results.goals.goals)
+  console.log('Plugin snapshot steps timed directly (WAL, no writer, medians):\n\n' + phaseSection + '\n')
+  console.log(goalSection)
+
+  const file = join(RESULTS_DIR, `bench-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`)
+  writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
+  log(`results written to ${file} (${((Date.now() - startedAt) / 1000).toFixed(0)} s)`)
+}
+
+main().catch((err) => {
+  console.error(err)
+  killAll()
+  process.exitCode = 1
+})
