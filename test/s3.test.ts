@@ -1,13 +1,14 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import Fastify from 'fastify'
 import { existsSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { S3Destination } from '../lib/destinations/s3'
 import { resolveS3 } from '../lib/destination-options'
-import { main } from '../lib/cli'
 import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor } from './helpers'
 import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
 
@@ -31,23 +32,17 @@ function s3Tests (server: S3Server): void {
     ...extra
   })
 
-  /** The command-line tool, in this process, with the server's keys in the environment as a user would set them. */
-  const cli = (t: Test) => {
-    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
-    process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
-    process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
-    t.teardown(() => {
-      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
-      else process.env.AWS_ACCESS_KEY_ID = saved.id
-      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
-      else process.env.AWS_SECRET_ACCESS_KEY = saved.secret
+  /** The command-line tool as a real process, with the server's keys in its environment as a user would set them. */
+  const cli = () => async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
+    const child = spawn(process.execPath, [join(__dirname, '..', 'dist', 'cli.js'), ...args], {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey }
     })
-    return async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
-      let stdout = ''
-      let stderr = ''
-      const code = await main(args, { stdout: { write: (text: string) => { stdout += text } }, stderr: { write: (text: string) => { stderr += text } } })
-      return { code, stdout, stderr }
-    }
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
+    child.stderr.setEncoding('utf8').on('data', (text: string) => { stderr += text })
+    const [code] = await once(child, 'close') as [number | null]
+    return { code: code ?? 1, stdout, stderr }
   }
 
   for (const compression of ['gzip', 'none'] as const) {
@@ -261,7 +256,7 @@ function s3Tests (server: S3Server): void {
     t.equal(count(to, 'items'), 200)
 
     // The command-line tool, with the identity in a file as age-keygen writes it.
-    const run = cli(t)
+    const run = cli()
     const keyFile = join(dir, 'key.txt')
     writeFileSync(keyFile, `# created: 2026-01-01T00:00:00Z\n# public key: ${recipient}\n${identity}\n`, { mode: 0o600 })
     const where = [`s3://${bucket}/app`, '--endpoint', server.endpoint, '--path-style']
@@ -383,7 +378,7 @@ function s3Tests (server: S3Server): void {
     const app = await buildApp(t, { database: db, destination: s3(bucket, { prefix: 'team/app' }), staging: join(dir, 'staging'), interval: false })
     const result = await app.backup.now()
 
-    const run = cli(t)
+    const run = cli()
     const url = `s3://${bucket}/team/app`
     const where = ['--endpoint', server.endpoint, '--region', server.region, '--path-style']
 
