@@ -93,7 +93,9 @@ function credentials (value: unknown, where: string): S3Settings['credentials'] 
   const expected = '{ accessKeyId, secretAccessKey, sessionToken? } as non-empty strings, or nothing for the SDK\'s standard chain'
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FST_SQLITE_BACKUP_INVALID_OPTION(`${where}.credentials`, expected)
   const { accessKeyId, secretAccessKey, sessionToken, ...rest } = value as Record<string, unknown>
-  const unknown = Object.keys(rest)
+  // The AWS SDK marks credential objects it has used with `$`-prefixed keys (such as `$source`): an object shared
+  // with the app's own S3Client must still be accepted.
+  const unknown = Object.keys(rest).filter((key) => !key.startsWith('$'))
   if (unknown.length > 0) throw new FST_SQLITE_BACKUP_UNKNOWN_OPTION(`${where}.credentials.${unknown[0]}`, '; credentials take accessKeyId, secretAccessKey and sessionToken')
   if (typeof accessKeyId !== 'string' || accessKeyId === '' || typeof secretAccessKey !== 'string' || secretAccessKey === '' ||
     (sessionToken !== undefined && (typeof sessionToken !== 'string' || sessionToken === ''))) {

@@ -193,3 +193,12 @@ t.test('an existing destination file is never treated as a directory', async (t)
   writeFileSync(join(dir, 'backups'), 'precious')
   t.throws(() => resolveOptions({ database, destination: join(dir, 'backups') }), { code: 'FST_SQLITE_BACKUP_INVALID_DESTINATION' })
 })
+
+t.test('S3 credentials already used by the app\'s own S3Client (the SDK adds $source) are accepted', async (t) => {
+  const dir = t.testdir()
+  const database = join(dir, 'app.db')
+  createDatabase(database).close()
+  const credentials = { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'example-secret', $source: { CREDENTIALS_CODE: 'e' } }
+  const resolved = resolveOptions({ database, destination: { type: 's3', bucket: 'backups', region: 'eu-west-1', credentials } })
+  t.ok(resolved)
+})
