@@ -11,7 +11,7 @@ import { ChangeDetector } from './change-detector'
 import { newBackupId } from './backup-id'
 import { LocalDestination } from './destinations/local'
 import { S3Destination } from './destinations/s3'
-import { uncompressedRecord, type Destination } from './destinations/destination'
+import { uncompressedRecord, findBackupAt, type Destination } from './destinations/destination'
 import { withRetry } from './retry'
 import { takeSnapshot, removeTemp } from './snapshot'
 import { verifyInWorker } from './verify'
@@ -90,7 +90,6 @@ export class BackupManager {
   private lastError: BackupFailure | null = null
   private lastVerify: VerifyResult | null = null
   private lastDrill: (DrillResult & { id: string }) | null = null
-  private kept = { count: 0, bytes: 0 }
   private readonly counts = { published: 0, skipped: 0, failed: 0 }
 
   constructor (private readonly options: ResolvedOptions, private readonly log: FastifyBaseLogger) {
@@ -182,10 +181,7 @@ export class BackupManager {
         const backups = await state.destination.list()
         state.kept = keptOf(backups)
         state.lastBackupId = backups[0]?.id ?? null
-        if (state === this.states[0]) {
-          this.newest = backups.find((backup) => backup.metadata !== null)?.metadata ?? null
-          this.kept = state.kept
-        }
+        if (state === this.states[0]) this.newest = backups.find((backup) => backup.metadata !== null)?.metadata ?? null
       } catch (err) {
         // A local directory that cannot be read is a broken setup; an offsite store may just be away for now.
         if (state.destination.type === 'local') throw err
@@ -223,7 +219,7 @@ export class BackupManager {
       ...this.counts,
       lastVerify: this.lastVerify,
       lastDrill: this.lastDrill,
-      kept: { ...this.kept },
+      kept: { ...this.states[0].kept },
       destinations: this.states.map((state): DestinationStatus => ({
         name: state.destination.name,
         type: state.destination.type,
@@ -560,7 +556,6 @@ export class BackupManager {
       }
       // What stays is what was listed minus what was deleted: no second listing (a request per record offsite).
       state.kept = keptOf(backups.filter((backup) => !doomed.has(backup.id)))
-      if (state === this.states[0]) this.kept = state.kept
     } catch (err) {
       this.log.error({ err, destination: destination.name }, 'sqlite backup: could not delete old backups; they will be retried after the next backup')
     }
@@ -615,7 +610,7 @@ export class BackupManager {
     if (typeof target === 'object' && target !== null && 'at' in target) {
       const at = new Date(target.at)
       if (Number.isNaN(at.getTime())) throw new FST_SQLITE_BACKUP_INVALID_OPTION('at', 'a Date or an ISO 8601 time')
-      return await destination.findAt(at)
+      return await findBackupAt(destination, at)
     }
     return await destination.find(target)
   }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import type { BackupInfo, BackupMetadata, RestoreResult, VerifyResult } from '../types/index'
 import { LocalDestination } from './destinations/local'
 import { S3Destination } from './destinations/s3'
-import type { Destination } from './destinations/destination'
+import { findBackupAt, type Destination } from './destinations/destination'
 import { resolveS3 } from './destination-options'
 import { createEmptyFile } from './durable-fs'
 import { verifyBackupFile } from './verify'
@@ -146,7 +146,7 @@ async function restoreCommand ({ positionals: [dir, id], values }: Invocation): 
   // find() validates the id, so that no input can name a file outside the destination.
   const backup = id !== undefined
     ? await destination.find(id)
-    : at !== undefined ? await destination.findAt(at) : await newestGood(destination)
+    : at !== undefined ? await findBackupAt(destination, at) : await newestGood(destination)
 
   const started = Date.now()
   const target = resolve(to)

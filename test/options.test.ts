@@ -200,5 +200,5 @@ t.test('S3 credentials already used by the app\'s own S3Client (the SDK adds $so
   createDatabase(database).close()
   const credentials = { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'example-secret', $source: { CREDENTIALS_CODE: 'e' } }
   const resolved = resolveOptions({ database, destination: { type: 's3', bucket: 'backups', region: 'eu-west-1', credentials } })
-  t.ok(resolved)
+  t.match(resolved.destinations[0], { type: 's3', credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'example-secret' } })
 })

@@ -1,4 +1,6 @@
 import type { BackupInfo, BackupMetadata } from '../../types/index'
+import { timeOfId } from '../backup-id'
+import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
 
 /**
  * Where backups are kept. Every implementation stores a backup as one data object plus its record
@@ -14,8 +16,6 @@ export interface Destination {
   list (): Promise<BackupInfo[]>
   /** One backup by id, validated first. */
   find (id: unknown): Promise<BackupInfo>
-  /** The newest backup taken at or before `at`. */
-  findAt (at: Date): Promise<BackupInfo>
   /**
    * Stores a copy of a finished backup file, which stays where it is, and returns the record as stored (with this
    * destination's file name, compression and stored size). The record is written last: it is the commit point.
@@ -38,4 +38,22 @@ export interface Destination {
 /** The record as stored in a destination that keeps the file as is. */
 export function uncompressedRecord (metadata: BackupMetadata): BackupMetadata {
   return { ...metadata, file: `${metadata.id}.sqlite`, compression: 'none', storedBytes: metadata.bytes }
+}
+
+/** A listed backup: its record (null when missing or unreadable), its time, and whether its drill passed. */
+export function backupInfo (id: string, path: string, metadata: BackupMetadata | null): BackupInfo {
+  return {
+    id,
+    path,
+    createdAt: metadata ? new Date(metadata.createdAt) : timeOfId(id),
+    metadata,
+    good: metadata?.drill?.ok !== false
+  }
+}
+
+/** The newest backup in `destination` taken at or before `at`. */
+export async function findBackupAt (destination: Destination, at: Date): Promise<BackupInfo> {
+  const match = (await destination.list()).find((backup) => backup.createdAt.getTime() <= at.getTime())
+  if (!match) throw new FST_SQLITE_BACKUP_NOT_FOUND(`taken at or before ${at.toISOString()}`, destination.name)
+  return match
 }

@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto'
 import type { BackupMetadata, BackupInfo } from '../../types/index'
 import { writeNewFile, renameDurably, syncDirectory, removeFile } from '../durable-fs'
 import { flushFile } from '../file-checks'
-import { checkBackupId, timeOfId } from '../backup-id'
+import { checkBackupId } from '../backup-id'
 import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
-import { uncompressedRecord, type Destination } from './destination'
+import { uncompressedRecord, backupInfo, type Destination } from './destination'
 
 const BACKUP_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite$/
 const METADATA_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.json$/
@@ -99,22 +99,8 @@ export class LocalDestination implements Destination {
     return await this.info(checked)
   }
 
-  /** The newest backup taken at or before `at`. */
-  async findAt (at: Date): Promise<BackupInfo> {
-    const match = (await this.list()).find((backup) => backup.createdAt.getTime() <= at.getTime())
-    if (!match) throw new FST_SQLITE_BACKUP_NOT_FOUND(`taken at or before ${at.toISOString()}`, this.directory)
-    return match
-  }
-
   private async info (id: string): Promise<BackupInfo> {
-    const metadata = await this.readMetadata(id).catch(() => null)
-    return {
-      id,
-      path: this.backupPath(id),
-      createdAt: metadata ? new Date(metadata.createdAt) : timeOfId(id),
-      metadata,
-      good: metadata?.drill?.ok !== false
-    }
+    return backupInfo(id, this.backupPath(id), await this.readMetadata(id).catch(() => null))
   }
 
   /** Replaces a backup's record atomically (e.g. to add its drill result). */

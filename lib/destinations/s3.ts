@@ -11,7 +11,7 @@ import type { BackupInfo, BackupMetadata } from '../../types/index'
 import { checkBackupId } from '../backup-id'
 import { encryptStream, decryptStream, recipientOf, type EncryptionSettings } from '../encryption'
 import { FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET, FST_SQLITE_BACKUP_INVALID_OPTION } from '../errors'
-import type { Destination } from './destination'
+import { backupInfo, type Destination } from './destination'
 
 export interface S3Settings {
   type: 's3'
@@ -115,12 +115,6 @@ export class S3Destination implements Destination {
       if (statusOf(err) === 404) throw new FST_SQLITE_BACKUP_NOT_FOUND(checked, this.name)
       throw err
     }
-  }
-
-  async findAt (at: Date): Promise<BackupInfo> {
-    const match = (await this.list()).find((backup) => backup.createdAt.getTime() <= at.getTime())
-    if (!match) throw new FST_SQLITE_BACKUP_NOT_FOUND(`taken at or before ${at.toISOString()}`, this.name)
-    return match
   }
 
   /** Streams file → gzip → multipart upload (a few parts in memory at a time), then writes the record. */
@@ -263,13 +257,7 @@ export class S3Destination implements Destination {
   }
 
   private info (id: string, metadata: BackupMetadata | null): BackupInfo {
-    return {
-      id,
-      path: `s3://${this.settings.bucket}/${this.settings.prefix}${metadata?.file ?? `${id}.sqlite`}`,
-      createdAt: metadata ? new Date(metadata.createdAt) : timeOf(id),
-      metadata,
-      good: metadata?.drill?.ok !== false
-    }
+    return backupInfo(id, `s3://${this.settings.bucket}/${this.settings.prefix}${metadata?.file ?? `${id}.sqlite`}`, metadata)
   }
 
   private async readRecord (id: string): Promise<BackupMetadata> {
@@ -336,9 +324,4 @@ function statusOf (err: unknown): number | undefined {
   if (direct !== undefined) return direct
   const cause = (err as { cause?: unknown }).cause
   return cause ? (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode : undefined
-}
-
-function timeOf (id: string): Date {
-  const [, y, mo, d, h, mi, s, ms] = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z/.exec(id)!
-  return new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, +ms))
 }
