@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { FST_SQLITE_BACKUP_INVALID_ID } from './errors'
 
-const BACKUP_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite$/
+/** Every backup id: a UTC timestamp to the millisecond, which sorts in time order, then 8 random hex digits. */
+const ID = String.raw`\d{8}T\d{9}Z-[0-9a-f]{8}`
+const EXACT_ID = new RegExp(`^${ID}$`)
 
 /**
  * A new backup id: a UTC timestamp that sorts in time order, then random bits so that two processes sharing a
@@ -14,8 +16,16 @@ export function newBackupId (date: Date): string {
 
 /** Ids come from callers (a route parameter, a command line): only the exact generated form is accepted. */
 export function checkBackupId (id: unknown): string {
-  if (typeof id !== 'string' || !BACKUP_ID.test(`${id}.sqlite`)) throw new FST_SQLITE_BACKUP_INVALID_ID(JSON.stringify(String(id)).slice(0, 80))
+  if (typeof id !== 'string' || !EXACT_ID.test(id)) throw new FST_SQLITE_BACKUP_INVALID_ID(JSON.stringify(String(id)).slice(0, 80))
   return id
+}
+
+/**
+ * A pattern for the names a destination stores: an id, then `suffix` (a regular expression source such as
+ * `\.json`). The id is the first capture group.
+ */
+export function idNamePattern (suffix: string): RegExp {
+  return new RegExp(`^(${ID})${suffix}$`)
 }
 
 /** The time encoded in an id, for backups whose record is missing. */

@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3'
 import type { BackupMetadata, DrillResult } from '../types/index'
 import type { DrillOptions } from './options'
-import type { WorkerTaskOptions } from './worker-task'
+import type { WorkerTaskOptions } from './worker/run-in-worker'
+import { checksumOf } from './record'
 import { verifyInWorker } from './verify'
 
 /**
@@ -11,7 +12,7 @@ import { verifyInWorker } from './verify'
  */
 export async function runDrill (path: string, metadata: BackupMetadata, drill: DrillOptions, options: WorkerTaskOptions): Promise<DrillResult> {
   const at = new Date().toISOString()
-  const problems = await verifyInWorker({ path, expected: { sha256: metadata.sha256, bytes: metadata.bytes }, check: drill.sql }, options)
+  const problems = await verifyInWorker({ path, expected: checksumOf(metadata), check: drill.sql }, options)
   if (problems.length === 0 && drill.fn) {
     const problem = await runFunctionCheck(path, drill.fn)
     if (problem) problems.push(problem)

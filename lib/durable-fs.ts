@@ -1,4 +1,4 @@
-import { open, rename, unlink } from 'node:fs/promises'
+import { open, rename, unlink, mkdir, lstat, chmod } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 
 // O_EXCL refuses to follow or reuse anything already at the path (a planted symlink included).
@@ -44,4 +44,26 @@ export async function removeFile (path: string): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
+}
+
+/** Flushes a file's data to disk. */
+export async function flushFile (path: string): Promise<void> {
+  const file = await open(path, 'r+')
+  try {
+    await file.datasync()
+  } finally {
+    await file.close()
+  }
+}
+
+/**
+ * Creates (0700) or checks a directory that may sit in a shared temp directory: it must be ours and private,
+ * whoever created it.
+ */
+export async function ensurePrivateDirectory (path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 })
+  const stats = await lstat(path)
+  if (!stats.isDirectory()) throw new Error(`"${path}" is not a directory`)
+  if (process.getuid && stats.uid !== process.getuid()) throw new Error(`"${path}" belongs to another user; set the "staging" option`)
+  if ((stats.mode & 0o077) !== 0) await chmod(path, 0o700)
 }

@@ -104,8 +104,44 @@ export const FST_SQLITE_BACKUP_S3_NO_BUCKET = createError(
   'The bucket of "%s" does not exist at %s; create it, or fix "bucket", "region" and "endpoint"'
 )
 
+export const FST_SQLITE_BACKUP_S3_REQUEST_FAILED = createError(
+  'FST_SQLITE_BACKUP_S3_REQUEST_FAILED',
+  'Could not %s: %s. Check that the S3 endpoint is reachable and answers; backups to it are retried',
+  502
+)
+
+export const FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT = createError(
+  'FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT',
+  'The upload to "%s" did not finish within %d ms and was aborted; raise the destination\'s "uploadTimeout" or check the network',
+  504
+)
+
+export const FST_SQLITE_BACKUP_MISSING_DEPENDENCY = createError(
+  'FST_SQLITE_BACKUP_MISSING_DEPENDENCY',
+  '%s needs optional packages that are not installed; install them beside fastify-sqlite-backup: npm install %s'
+)
+
+export const FST_SQLITE_BACKUP_INTERRUPTED = createError(
+  'FST_SQLITE_BACKUP_INTERRUPTED',
+  'Interrupted by a signal; nothing was restored and no temp file was left behind'
+)
+
 export const FST_SQLITE_BACKUP_DECRYPT_FAILED = createError(
   'FST_SQLITE_BACKUP_DECRYPT_FAILED',
   'Backup %s could not be decrypted (%s); nothing was restored. Check the destination\'s "encryption.identity", or choose another backup',
   422
 )
+
+const CODE_PREFIX = 'FST_SQLITE_BACKUP_'
+
+/** One of the errors above: it already says what happened and what to do, so it is passed on as it is. */
+export function isPluginError (err: unknown): err is Error & { code: string } {
+  const code = (err as { code?: unknown } | null)?.code
+  return err instanceof Error && typeof code === 'string' && code.startsWith(CODE_PREFIX)
+}
+
+/** Storage that could not be reached or did not answer in time: worth retrying, never a mistake in the setup. */
+export function isTransportError (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return code === 'FST_SQLITE_BACKUP_S3_REQUEST_FAILED' || code === 'FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT'
+}

@@ -1,12 +1,12 @@
 import { statSync, accessSync, constants as fsConstants } from 'node:fs'
 import { resolve, dirname, join, relative, isAbsolute } from 'node:path'
 import { tmpdir } from 'node:os'
-import { parse as parseDuration } from '@lukeed/ms'
 import type { Database } from 'better-sqlite3'
-import type { FastifySqliteBackupOptions, Duration, DrillFunction } from '../types/index'
+import type { FastifySqliteBackupOptions, DrillFunction } from '../types/index'
 import { toPolicy, describeInvalidKeep, type RetentionPolicy } from './retention'
-import { resolveS3, checkDistinct } from './destination-options'
-import type { S3Settings } from './destinations/s3'
+import { resolveS3, checkDistinct } from './destinations/s3-options'
+import type { DestinationSettings } from './destinations/create'
+import { durationOption } from './duration'
 import {
   FST_SQLITE_BACKUP_INVALID_OPTION,
   FST_SQLITE_BACKUP_UNKNOWN_OPTION,
@@ -18,8 +18,6 @@ export const DEFAULT_INTERVAL = 10 * 60_000
 export const DEFAULT_KEEP = 24
 export const DEFAULT_TIMEOUT = 10 * 60_000
 export const DEFAULT_CLOSE_TIMEOUT = 10_000
-// setTimeout() cannot wait longer than this; a larger delay fires at once.
-const MAX_TIMER_DELAY = 2 ** 31 - 1
 
 export interface ResolvedOptions {
   /** Absolute path of the database file; the plugin opens its own connections to it. */
@@ -30,7 +28,7 @@ export interface ResolvedOptions {
    * The local directory where snapshots are taken before they are published: the first local destination, or else
    * the `staging` directory. Also holds the leases that processes sharing the destinations take turns with.
    */
-  destination: string
+  stagingDirectory: string
   /** 0 means no schedule. */
   interval: number
   keep: RetentionPolicy
@@ -43,8 +41,6 @@ export interface ResolvedOptions {
   onBackup: FastifySqliteBackupOptions['onBackup']
   onError: FastifySqliteBackupOptions['onError']
 }
-
-export type DestinationSettings = { type: 'local', directory: string } | S3Settings
 
 /** A restore drill: integrity_check always, plus a SQL check or a function check when given. */
 export interface DrillOptions {
@@ -87,13 +83,13 @@ export function resolveOptions (options: unknown): ResolvedOptions {
 
   return {
     databasePath,
-    destination: staging,
+    stagingDirectory: staging,
     destinations,
-    interval: opts.interval === false ? 0 : duration('interval', opts.interval, DEFAULT_INTERVAL, { allowZero: true }),
+    interval: opts.interval === false ? 0 : durationOption('interval', opts.interval, DEFAULT_INTERVAL, { allowZero: true }),
     keep: keepPolicy(opts.keep),
     runOnStart: boolean('runOnStart', opts.runOnStart, false),
-    timeout: duration('timeout', opts.timeout, DEFAULT_TIMEOUT, { allowZero: false }),
-    closeTimeout: duration('closeTimeout', opts.closeTimeout, DEFAULT_CLOSE_TIMEOUT, { allowZero: true }),
+    timeout: durationOption('timeout', opts.timeout, DEFAULT_TIMEOUT),
+    closeTimeout: durationOption('closeTimeout', opts.closeTimeout, DEFAULT_CLOSE_TIMEOUT, { allowZero: true }),
     drill: drillOptions(opts.drill),
     restoreIfMissing,
     onBackup: optionalFunction('onBackup', opts.onBackup),
@@ -142,7 +138,7 @@ function resolveDestinations (value: unknown, databasePath: string): Destination
       if (type !== 's3') throw new FST_SQLITE_BACKUP_INVALID_OPTION(`${where}.type`, '\'s3\' (a local destination is given as its directory path)')
       return resolveS3(item as Record<string, unknown>, where)
     }
-    return { type: 'local', directory: resolveDestination(item, databasePath, where) }
+    return { type: 'local', directory: resolveDirectory(item, databasePath, where) }
   })
   checkDistinct(destinations.map((destination) => destination.type === 'local'
     ? destination.directory
@@ -153,11 +149,12 @@ function resolveDestinations (value: unknown, databasePath: string): Destination
 /** The default staging directory is per user, so that no other user can plant files in it. */
 function resolveStaging (value: unknown, databasePath: string): string {
   if (value === undefined) return join(tmpdir(), `fastify-sqlite-backup-${process.getuid?.() ?? 'user'}`)
-  return resolveDestination(value, databasePath, 'staging')
+  return resolveDirectory(value, databasePath, 'staging')
 }
 
-function resolveDestination (destination: unknown, databasePath: string, name = 'destination'): string {
-  const path = checkedPath(name, destination)
+/** A local directory for backups or staging: an existing writable directory, or one that can be created. */
+function resolveDirectory (value: unknown, databasePath: string, name: string): string {
+  const path = checkedPath(name, value)
   if (path === databasePath) {
     throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, 'it is the database file itself; choose a directory')
   }
@@ -207,16 +204,6 @@ function checkedPath (name: string, value: unknown): string {
     throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a relative path inside the working directory, or an absolute path')
   }
   return path
-}
-
-function duration (name: string, value: Duration | undefined, fallback: number, { allowZero }: { allowZero: boolean }): number {
-  if (value === undefined) return fallback
-  const ms = typeof value === 'string' ? parseDuration(value.trim()) : value
-  const expected = `${allowZero ? 'zero or ' : ''}a positive whole number of milliseconds up to ${MAX_TIMER_DELAY}, or a duration such as '30s', '10m' or '1h'`
-  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 0 || ms > MAX_TIMER_DELAY || (ms === 0 && !allowZero)) {
-    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, expected)
-  }
-  return ms
 }
 
 function keepPolicy (value: unknown): RetentionPolicy {

@@ -2,26 +2,30 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { FastifySqliteBackupOptions } from '../types/index'
 import { resolveOptions } from './options'
-import { BackupManager } from './backup-manager'
+import { Backups } from './backups'
 import { FST_SQLITE_BACKUP_ALREADY_REGISTERED } from './errors'
 
+/**
+ * Registration: options checked before any side effect, `fastify.backup` decorated at once, the schedule armed on
+ * `onReady`, and everything released on `onClose`.
+ */
 async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: FastifySqliteBackupOptions): Promise<void> {
   if (fastify.hasDecorator('backup')) throw new FST_SQLITE_BACKUP_ALREADY_REGISTERED()
   // Validation first: a rejected registration creates, opens and arms nothing.
   const resolved = resolveOptions(options)
-  const manager = new BackupManager(resolved, fastify.log)
-  await manager.prepare()
-  if (resolved.restoreIfMissing) await manager.restoreIfMissing()
+  const backups = new Backups(resolved, fastify.log)
+  await backups.prepare()
+  if (resolved.restoreIfMissing) await backups.restoreIfMissing()
 
   fastify.decorate('backup', {
-    now: (nowOptions) => manager.now(nowOptions),
-    status: () => manager.status(),
-    list: (listOptions) => manager.list(listOptions),
-    verify: (id, verifyOptions) => manager.verify(id, verifyOptions),
-    restore: (backup, restoreOptions) => manager.restore(backup, restoreOptions)
+    now: (nowOptions) => backups.now(nowOptions),
+    status: () => backups.status(),
+    list: (listOptions) => backups.list(listOptions),
+    verify: (id, verifyOptions) => backups.verify(id, verifyOptions),
+    restore: (backup, restoreOptions) => backups.restore(backup, restoreOptions)
   })
-  fastify.addHook('onReady', async () => { await manager.start() })
-  fastify.addHook('onClose', async () => { await manager.close() })
+  fastify.addHook('onReady', async () => { await backups.start() })
+  fastify.addHook('onClose', async () => { await backups.close() })
 }
 
 export const fastifySqliteBackup = fp(fastifySqliteBackupPlugin, {

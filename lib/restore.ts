@@ -2,23 +2,24 @@ import { createReadStream } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { createHash, randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
-import type { ShouldStop } from './task'
-import { TaskAborted, TaskFailure } from './task'
-import { runInWorker, type WorkerTaskOptions } from './worker-task'
-import { checkDatabaseFile } from './file-checks'
+import type { Checksum } from './record'
+import type { ShouldStop } from './worker/protocol'
+import { TaskAborted, TaskFailure } from './worker/protocol'
+import { runInWorker, type WorkerTaskOptions } from './worker/run-in-worker'
+import { checkDatabaseFile } from './worker/file-checks'
 import { createEmptyFile, renameDurably, removeFile } from './durable-fs'
-import { FST_SQLITE_BACKUP_RESTORE_REFUSED, FST_SQLITE_BACKUP_RESTORE_FAILED, FST_SQLITE_BACKUP_VERIFY_FAILED } from './errors'
+import { isPluginError, FST_SQLITE_BACKUP_RESTORE_REFUSED, FST_SQLITE_BACKUP_RESTORE_FAILED, FST_SQLITE_BACKUP_VERIFY_FAILED } from './errors'
 
 export interface CopyJob {
   from: string
   tempPath: string
-  expected: { sha256: string, bytes: number } | null
+  expected: Checksum | null
 }
 
 export interface RestoreRequest {
   id: string
   backupPath: string
-  expected: { sha256: string, bytes: number } | null
+  expected: Checksum | null
   /** Absolute target path. */
   to: string
   force: boolean
@@ -26,16 +27,11 @@ export interface RestoreRequest {
   livePath?: string
 }
 
-export interface RestoreOutcome {
-  sha256: string
-  bytes: number
-}
-
 /**
  * Writes a backup to `to` atomically: a verified copy in a temp file beside the target, then one rename. Stale
  * -wal/-shm/-journal files of the target are removed first, so SQLite cannot replay an old log onto restored data.
  */
-export async function restoreBackup (request: RestoreRequest, options: WorkerTaskOptions): Promise<RestoreOutcome> {
+export async function restoreBackup (request: RestoreRequest, options: WorkerTaskOptions): Promise<Checksum> {
   const { to } = request
   if (request.livePath !== undefined && to === request.livePath) {
     throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, 'it is the database being backed up, which is open; stop the app and restore with the command-line tool, or restore to another path')
@@ -51,14 +47,14 @@ export async function restoreBackup (request: RestoreRequest, options: WorkerTas
     throw new FST_SQLITE_BACKUP_RESTORE_FAILED(to, (err as Error).message, { cause: err })
   }
   try {
-    const copied = await runInWorker<RestoreOutcome>('copy', { from: request.backupPath, tempPath, expected: request.expected }, options)
+    const copied = await runInWorker<Checksum>('copy', { from: request.backupPath, tempPath, expected: request.expected }, options)
     for (const suffix of ['-wal', '-shm', '-journal']) await removeFile(`${to}${suffix}`)
     await renameDurably(tempPath, to, dirname(to))
     return copied
   } catch (err) {
     await removeFile(tempPath)
     if (!(err instanceof TaskFailure)) {
-      if ((err as { code?: string }).code?.startsWith('FST_')) throw err
+      if (isPluginError(err)) throw err
       throw new FST_SQLITE_BACKUP_RESTORE_FAILED(to, (err as Error).message, { cause: err })
     }
     if (err.code === 'VERIFY_FAILED' || err.code === 'SQLITE_CORRUPT' || err.code === 'SQLITE_NOTADB') {
@@ -69,7 +65,7 @@ export async function restoreBackup (request: RestoreRequest, options: WorkerTas
 }
 
 /** Runs in a worker thread: copies the backup into the temp file, checking its checksum and integrity. */
-export async function copyBackup (job: CopyJob, shouldStop: ShouldStop): Promise<RestoreOutcome> {
+export async function copyBackup (job: CopyJob, shouldStop: ShouldStop): Promise<Checksum> {
   const hash = createHash('sha256')
   let bytes = 0
   const target = await open(job.tempPath, 'r+')

@@ -1,10 +1,10 @@
 import { open } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
-import { TaskAborted, TaskFailure, type ShouldStop } from './task'
-import { runInWorker, type WorkerTaskOptions } from './worker-task'
-import { flushFile } from './file-checks'
-import { removeFile } from './durable-fs'
+import type { Checksum } from './record'
+import { TaskAborted, TaskFailure, type ShouldStop } from './worker/protocol'
+import { runInWorker, type WorkerTaskOptions } from './worker/run-in-worker'
+import { flushFile, removeFile } from './durable-fs'
 import { FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CORRUPT_DATABASE } from './errors'
 
 // 1024 pages (4 MiB at the default page size) per step: a few milliseconds of work between stop checks.
@@ -26,10 +26,7 @@ export interface CopyInfo {
   sqliteVersion: string
 }
 
-export interface SnapshotInfo extends CopyInfo {
-  sha256: string
-  bytes: number
-}
+export interface SnapshotInfo extends CopyInfo, Checksum {}
 
 /**
  * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), checks it
@@ -42,7 +39,7 @@ export async function takeSnapshot (job: SnapshotJob, options: WorkerTaskOptions
     const copied = await runInWorker<CopyInfo>('snapshot', job, shared)
     const [checked, hashed] = await Promise.allSettled([
       runInWorker<string[]>('quick-check', { path: job.tempPath }, shared),
-      runInWorker<{ sha256: string, bytes: number }>('hash', { path: job.tempPath }, shared)
+      runInWorker<Checksum>('hash', { path: job.tempPath }, shared)
     ])
     if (checked.status === 'rejected') throw checked.reason
     if (hashed.status === 'rejected') throw hashed.reason

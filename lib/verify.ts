@@ -1,14 +1,15 @@
 import { stat } from 'node:fs/promises'
 import Database from 'better-sqlite3'
-import type { ShouldStop } from './task'
-import { TaskFailure } from './task'
-import { runInWorker, type WorkerTaskOptions } from './worker-task'
-import { hashFile, checkDatabaseFile } from './file-checks'
+import type { Checksum } from './record'
+import type { ShouldStop } from './worker/protocol'
+import { TaskFailure } from './worker/protocol'
+import { runInWorker, type WorkerTaskOptions } from './worker/run-in-worker'
+import { hashFile, checkDatabaseFile } from './worker/file-checks'
 
 export interface VerifyJob {
   path: string
   /** From the backup's record; when missing, the checksum cannot be checked and that is a problem. */
-  expected: { sha256: string, bytes: number } | null
+  expected: Checksum | null
   /** A query whose first column must be truthy, e.g. `SELECT count(*) > 0 FROM posts`. */
   check?: string
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { createDatabase, buildApp, count, integrityCheck, backupFiles } from './helpers'
 
-const CLI = join(__dirname, '..', 'dist', 'cli.js')
+const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js')
 const ID = /^\d{8}T\d{9}Z-[0-9a-f]{8}$/
 
 interface Run {

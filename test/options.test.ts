@@ -34,7 +34,7 @@ t.test('defaults and duration strings', async (t) => {
   t.equal(resolveOptions({ database, destination, interval: 0 }).interval, 0)
   const relativeOptions = resolveOptions({ database: relative(process.cwd(), database), destination: 'b' })
   t.equal(relativeOptions.databasePath, database, 'relative paths resolve from the working directory')
-  t.equal(relativeOptions.destination, join(process.cwd(), 'b'))
+  t.equal(relativeOptions.stagingDirectory, join(process.cwd(), 'b'))
 })
 
 t.test('a near-miss option name gets a suggestion', async (t) => {
@@ -163,12 +163,12 @@ t.test('S3 destinations: defaults, prefix, arrays and staging', async (t) => {
     uploadTimeout: 3_600_000,
     attempts: 4
   }])
-  t.match(resolved.destination, /fastify-sqlite-backup-\d+$/, 'a private staging directory in the temp directory by default')
+  t.match(resolved.stagingDirectory, /fastify-sqlite-backup-\d+$/, 'a private staging directory in the temp directory by default')
   const staged = resolveOptions({ database, destination: { type: 's3', bucket: 'b12', region: 'x', compression: 'none', uploadTimeout: '5m' }, staging: join(dir, 'stage') })
-  t.equal(staged.destination, join(dir, 'stage'))
+  t.equal(staged.stagingDirectory, join(dir, 'stage'))
   t.match(staged.destinations[0], { prefix: '', compression: 'none', uploadTimeout: 300_000 })
   const both = resolveOptions({ database, destination: [{ type: 's3', bucket: 'b12', region: 'x' }, local] })
-  t.equal(both.destination, local, 'snapshots are staged in the first local destination')
+  t.equal(both.stagingDirectory, local, 'snapshots are staged in the first local destination')
   t.same(both.destinations.map((destination) => destination.type), ['s3', 'local'])
   const token = resolveOptions({ database, destination: { type: 's3', bucket: 'b12', region: 'x', credentials: { accessKeyId: 'a', secretAccessKey: 'b', sessionToken: 'c' } } })
   t.match(token.destinations[0], { credentials: { sessionToken: 'c' } })

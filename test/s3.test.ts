@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
-import { S3Destination } from '../lib/destinations/s3'
-import { resolveS3 } from '../lib/destination-options'
+import { S3BucketDestination } from '../lib/destinations/s3'
+import { resolveS3 } from '../lib/destinations/s3-options'
 import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor } from './helpers'
 import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
 
@@ -34,7 +34,7 @@ function s3Tests (server: S3Server): void {
 
   /** The command-line tool as a real process, with the server's keys in its environment as a user would set them. */
   const cli = () => async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
-    const child = spawn(process.execPath, [join(__dirname, '..', 'dist', 'cli.js'), ...args], {
+    const child = spawn(process.execPath, [join(__dirname, '..', 'dist', 'cli', 'main.js'), ...args], {
       env: { ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey }
     })
     let stdout = ''
@@ -352,7 +352,7 @@ function s3Tests (server: S3Server): void {
       closeSync(fd)
       const { generateIdentity } = await import('age-encryption')
       const encryption = encrypted ? { identity: await generateIdentity() } : undefined
-      const destination = new S3Destination(resolveS3({ ...s3(bucket, { encryption }) }, 'destination'))
+      const destination = new S3BucketDestination(resolveS3({ ...s3(bucket, { encryption }) }, 'destination'))
       globalThis.gc?.()
       const before = process.memoryUsage().rss
       let peak = before
@@ -452,7 +452,7 @@ t.test('S3 requests per backup and per list, as the README says', { skip: server
   await app.backup.list()
   t.same(take(), ['ListObjectsV2'], 'list() in the process that wrote the records: one listing')
 
-  const fresh = new S3Destination(resolveS3({ ...descriptor }, 'destination'))
+  const fresh = new S3BucketDestination(resolveS3({ ...descriptor }, 'destination'))
   t.equal((await fresh.list()).length, 2)
   t.same(take(), ['GetObject', 'GetObject', 'ListObjectsV2'], 'list() elsewhere: one listing and one GET per record')
 })

@@ -277,6 +277,10 @@ declare namespace fastifySqliteBackup {
     FST_SQLITE_BACKUP_S3_ACCESS_DENIED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_ACCESS_DENIED' }>
     FST_SQLITE_BACKUP_S3_NO_BUCKET: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_NO_BUCKET' }>
     FST_SQLITE_BACKUP_DECRYPT_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' }>
+    FST_SQLITE_BACKUP_S3_REQUEST_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_REQUEST_FAILED' }>
+    FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT' }>
+    FST_SQLITE_BACKUP_MISSING_DEPENDENCY: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_MISSING_DEPENDENCY' }>
+    FST_SQLITE_BACKUP_INTERRUPTED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_INTERRUPTED' }>
   }
 
   export const fastifySqliteBackup: FastifySqliteBackup

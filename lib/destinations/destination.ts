@@ -1,10 +1,10 @@
 import type { BackupInfo, BackupMetadata } from '../../types/index'
 import { timeOfId } from '../backup-id'
-import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
 
 /**
- * Where backups are kept. Every implementation stores a backup as one data object plus its record
- * (`<id>.json`), and a backup exists only once its record does (or, for a local directory, its final file name).
+ * Where backups are kept: one implementation per kind of storage (a local directory, an S3 bucket). Every
+ * implementation stores a backup as one data object plus its record (`<id>.json`), and a backup exists only once
+ * its record does (or, for a local directory, its final file name).
  */
 export interface Destination {
   /** How it shows in logs, errors and status: a directory, or `s3://bucket/prefix`. Never holds a secret. */
@@ -25,19 +25,20 @@ export interface Destination {
   updateMetadata (metadata: BackupMetadata): Promise<void>
   /** Deletes a backup: its record first where the record is the commit point. */
   remove (id: string): Promise<void>
-  /** The backup as a plain SQLite file readable in place, or undefined when it must be downloaded. */
-  localFile (backup: BackupInfo): string | undefined
-  /** Writes the backup, decompressed, into the existing empty file `to`. */
-  download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void>
-  /** Whether a failed put may pass if tried again (network errors, 5xx); never retried when missing. */
-  isTransient?: (err: unknown) => boolean
+  /**
+   * The backup as a plain SQLite file on this machine: the file itself where the destination keeps it as one, or
+   * a download (decompressed, decrypted) written to `tempPath`, which `release()` removes.
+   */
+  localCopy (backup: BackupInfo, tempPath: string, signal: AbortSignal): Promise<LocalCopy>
+  /** Whether a failed put may pass if tried again (network errors, 5xx). */
+  isTransient (err: unknown): boolean
   /** Removes what interrupted runs left behind; returns their names. */
   removeLeftovers (): Promise<string[]>
 }
 
-/** The record as stored in a destination that keeps the file as is. */
-export function uncompressedRecord (metadata: BackupMetadata): BackupMetadata {
-  return { ...metadata, file: `${metadata.id}.sqlite`, compression: 'none', storedBytes: metadata.bytes }
+export interface LocalCopy {
+  path: string
+  release (): Promise<void>
 }
 
 /** A listed backup: its record (null when missing or unreadable), its time, and whether its drill passed. */
@@ -49,11 +50,4 @@ export function backupInfo (id: string, path: string, metadata: BackupMetadata |
     metadata,
     good: metadata?.drill?.ok !== false
   }
-}
-
-/** The newest backup in `destination` taken at or before `at`. */
-export async function findBackupAt (destination: Destination, at: Date): Promise<BackupInfo> {
-  const match = (await destination.list()).find((backup) => backup.createdAt.getTime() <= at.getTime())
-  if (!match) throw new FST_SQLITE_BACKUP_NOT_FOUND(`taken at or before ${at.toISOString()}`, destination.name)
-  return match
 }

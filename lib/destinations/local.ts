@@ -2,14 +2,14 @@ import { mkdir, readdir, readFile, chmod, copyFile, constants as fsConstants } f
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { BackupMetadata, BackupInfo } from '../../types/index'
-import { writeNewFile, renameDurably, syncDirectory, removeFile } from '../durable-fs'
-import { flushFile } from '../file-checks'
-import { checkBackupId } from '../backup-id'
+import { writeNewFile, renameDurably, syncDirectory, removeFile, flushFile } from '../durable-fs'
+import { checkBackupId, idNamePattern } from '../backup-id'
+import { uncompressedRecord } from '../record'
 import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
-import { uncompressedRecord, backupInfo, type Destination } from './destination'
+import { backupInfo, type Destination, type LocalCopy } from './destination'
 
-const BACKUP_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite$/
-const METADATA_ID = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.json$/
+const BACKUP_FILE = idNamePattern(String.raw`\.sqlite`)
+const RECORD_FILE = idNamePattern(String.raw`\.json`)
 const TEMP_OWNER = /^\.tmp-(\d+)-/
 
 /** The local directory that holds the backups: `<id>.sqlite` beside its metadata `<id>.json`. */
@@ -29,13 +29,14 @@ export class LocalDestination implements Destination {
     await this.ensureDirectory()
   }
 
-  localFile (backup: BackupInfo): string {
-    return backup.path
+  /** Backups here are plain SQLite files, read in place. */
+  async localCopy (backup: BackupInfo): Promise<LocalCopy> {
+    return { path: backup.path, release: async () => {} }
   }
 
-  /** Never called for a local destination: its backups are read in place. */
-  async download (backup: BackupInfo, to: string): Promise<void> {
-    await copyFile(backup.path, to)
+  /** Nothing is retried: a local failure (a full disk, permissions) does not pass by itself within seconds. */
+  isTransient (): boolean {
+    return false
   }
 
   /** A copy of a backup published elsewhere: copied into a temp file here, then published as usual. */
@@ -73,16 +74,16 @@ export class LocalDestination implements Destination {
   }
 
   /** Ids of the published backups, oldest first. A backup is published once its `.sqlite` file has its final name. */
-  async listIds (): Promise<string[]> {
+  private async listIds (): Promise<string[]> {
     const ids: string[] = []
     for (const name of await readdir(this.directory)) {
-      const match = BACKUP_ID.exec(name)
+      const match = BACKUP_FILE.exec(name)
       if (match) ids.push(match[1])
     }
     return ids.sort()
   }
 
-  async readMetadata (id: string): Promise<BackupMetadata> {
+  private async readMetadata (id: string): Promise<BackupMetadata> {
     return JSON.parse(await readFile(this.metadataPath(id), 'utf8')) as BackupMetadata
   }
 
@@ -145,11 +146,11 @@ export class LocalDestination implements Destination {
    */
   async removeLeftovers (): Promise<string[]> {
     const names = await readdir(this.directory)
-    const published = new Set(names.filter((name) => BACKUP_ID.test(name)))
+    const published = new Set(names.filter((name) => BACKUP_FILE.test(name)))
     const leftovers = names.filter((name) => {
       const owner = TEMP_OWNER.exec(name)
       if (owner) return Number(owner[1]) === process.pid || !isProcessAlive(Number(owner[1]))
-      const record = METADATA_ID.exec(name)
+      const record = RECORD_FILE.exec(name)
       return record !== null && !published.has(`${record[1]}.sqlite`)
     })
     for (const name of leftovers) await removeFile(join(this.directory, name))

@@ -8,44 +8,28 @@ import {
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import type { BackupInfo, BackupMetadata } from '../../types/index'
-import { checkBackupId } from '../backup-id'
-import { encryptStream, decryptStream, recipientOf, type EncryptionSettings } from '../encryption'
-import { FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET, FST_SQLITE_BACKUP_INVALID_OPTION } from '../errors'
-import { backupInfo, type Destination } from './destination'
+import { checkBackupId, idNamePattern } from '../backup-id'
+import { createEmptyFile, removeFile } from '../durable-fs'
+import {
+  isPluginError, FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET,
+  FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_REQUEST_FAILED, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT
+} from '../errors'
+import { encryptStream, decryptStream, recipientOf } from './encryption'
+import type { S3Settings } from './s3-options'
+import { backupInfo, type Destination, type LocalCopy } from './destination'
 
-export interface S3Settings {
-  type: 's3'
-  bucket: string
-  /** '' or ending with '/'. */
-  prefix: string
-  region: string
-  endpoint?: string
-  forcePathStyle: boolean
-  credentials?: { accessKeyId: string, secretAccessKey: string, sessionToken?: string }
-  compression: 'gzip' | 'none'
-  /** Client-side encryption (age), after compression. */
-  encryption?: EncryptionSettings
-  /** Bytes per part of a multipart upload; memory use is about partSize × (queueSize + 1). */
-  partSize: number
-  queueSize: number
-  /** Longest time one upload (data and record) may take before it is aborted. */
-  uploadTimeout: number
-  /** Tries per backup, the first included. */
-  attempts: number
-}
-
-const RECORD = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.json$/
-const DATA = /^(\d{8}T\d{9}Z-[0-9a-f]{8})\.sqlite(\.gz)?(\.age)?$/
+const RECORD = idNamePattern(String.raw`\.json`)
+const DATA = idNamePattern(String.raw`\.sqlite(\.gz)?(\.age)?`)
 // Records read at once by list(): each is a small GET.
 const RECORD_READS = 8
-const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'TimeoutError', 'RequestTimeout', 'UPLOAD_TIMEOUT'])
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'TimeoutError', 'RequestTimeout'])
 
 /**
  * A bucket and key prefix on AWS S3 or an S3-compatible server. A backup is `<prefix><id>.sqlite.gz` (or `.sqlite`
  * uncompressed) and its record `<prefix><id>.json`, written after the data: the record is the commit point, so a
  * backup without one does not exist and is removed as a leftover.
  */
-export class S3Destination implements Destination {
+export class S3BucketDestination implements Destination {
   readonly type = 's3'
   readonly name: string
   private readonly client: S3Client
@@ -85,10 +69,6 @@ export class S3Destination implements Destination {
       throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
     }
     return derived
-  }
-
-  localFile (): undefined {
-    return undefined
   }
 
   async list (): Promise<BackupInfo[]> {
@@ -164,7 +144,7 @@ export class S3Destination implements Destination {
       // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
       this.pendingAborts.add(key)
       await this.abortPendingUploads().catch(() => {})
-      if (timedOut) throw Object.assign(new Error(`the upload did not finish within ${this.settings.uploadTimeout} ms`), { code: 'UPLOAD_TIMEOUT' })
+      if (timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
       throw this.describe('upload the backup', err)
     } finally {
       clearTimeout(timer)
@@ -191,7 +171,20 @@ export class S3Destination implements Destination {
     for (const name of names) await this.deleteKey(name)
   }
 
-  async download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void> {
+  /** Downloads the backup into `tempPath`, decrypted and decompressed; the copy is removed when released. */
+  async localCopy (backup: BackupInfo, tempPath: string, signal: AbortSignal): Promise<LocalCopy> {
+    await createEmptyFile(tempPath)
+    const release = (): Promise<void> => removeFile(tempPath)
+    try {
+      await this.download(backup, tempPath, signal)
+    } catch (err) {
+      await release()
+      throw err
+    }
+    return { path: tempPath, release }
+  }
+
+  private async download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void> {
     const name = this.dataName(backup.id, backup.metadata) ?? `${backup.id}.sqlite`
     const response = await this.call('download the backup', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name }), { abortSignal: signal }))
     let body = response.Body as Readable
@@ -230,9 +223,12 @@ export class S3Destination implements Destination {
 
   /** Retried: network errors, timeouts, throttling and 5xx. */
   isTransient (err: unknown): boolean {
+    if ((err as { code?: string }).code === 'FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT') return true
     const status = statusOf(err)
     if (status !== undefined) return status >= 500 || status === 429
-    const { code, name } = err as { code?: string, name?: string }
+    // What the SDK or the network said, under our description of it.
+    const original = (err as { code?: string }).code === 'FST_SQLITE_BACKUP_S3_REQUEST_FAILED' ? (err as Error).cause : err
+    const { code, name } = (original ?? {}) as { code?: string, name?: string }
     return NETWORK_ERRORS.has(code ?? '') || NETWORK_ERRORS.has(name ?? '')
   }
 
@@ -304,7 +300,7 @@ export class S3Destination implements Destination {
 
   /** SDK errors as errors that say what to do; the original stays as `cause`, the status code decides retries. */
   private describe (action: string, err: unknown): Error {
-    if ((err as { code?: string }).code?.startsWith('FST_')) return err as Error
+    if (isPluginError(err)) return err
     const status = statusOf(err)
     const where = this.settings.endpoint ?? `region ${this.settings.region}`
     if (status === 403) return new FST_SQLITE_BACKUP_S3_ACCESS_DENIED(this.name, `${action}: HTTP 403`, { cause: err })
@@ -314,8 +310,8 @@ export class S3Destination implements Destination {
     if ((err as { name?: string }).name === 'NoSuchBucket') return new FST_SQLITE_BACKUP_S3_NO_BUCKET(this.name, where, { cause: err })
     const { message, name, code } = err as { message?: string, name?: string, code?: string }
     const detail = message && message !== 'UnknownError' ? message : (name ?? String(err))
-    const wrapped = new Error(`${action} at ${this.name}: ${detail}${status ? ` (HTTP ${status})` : ''}`, { cause: err })
-    return Object.assign(wrapped, { code: code ?? name, $metadata: (err as { $metadata?: unknown }).$metadata })
+    const because = [code, status ? `HTTP ${status}` : undefined].filter((part) => part !== undefined && !detail.includes(part))
+    return new FST_SQLITE_BACKUP_S3_REQUEST_FAILED(`${action} at "${this.name}"`, `${detail}${because.length > 0 ? ` (${because.join(', ')})` : ''}`, { cause: err })
   }
 }
 

@@ -1,9 +1,29 @@
-import { parse as parseDuration } from '@lukeed/ms'
-import type { S3Settings } from './destinations/s3'
+import { durationOption } from '../duration'
 import type { EncryptionSettings } from './encryption'
-import { FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_UNKNOWN_OPTION, FST_SQLITE_BACKUP_INVALID_DESTINATION } from './errors'
+import { FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_UNKNOWN_OPTION, FST_SQLITE_BACKUP_INVALID_DESTINATION } from '../errors'
 
-export const S3_DEFAULTS = {
+export interface S3Settings {
+  type: 's3'
+  bucket: string
+  /** '' or ending with '/'. */
+  prefix: string
+  region: string
+  endpoint?: string
+  forcePathStyle: boolean
+  credentials?: { accessKeyId: string, secretAccessKey: string, sessionToken?: string }
+  compression: 'gzip' | 'none'
+  /** Client-side encryption (age), after compression. */
+  encryption?: EncryptionSettings
+  /** Bytes per part of a multipart upload; memory use is about partSize × (queueSize + 1). */
+  partSize: number
+  queueSize: number
+  /** Longest time one upload (data and record) may take before it is aborted. */
+  uploadTimeout: number
+  /** Tries per backup, the first included. */
+  attempts: number
+}
+
+const S3_DEFAULTS = {
   compression: 'gzip',
   partSize: 8 * 1024 * 1024,
   queueSize: 2,
@@ -64,7 +84,7 @@ export function resolveS3 (value: Record<string, unknown>, where: string): S3Set
     compression,
     partSize: integer(`${where}.partSize`, value.partSize, S3_DEFAULTS.partSize, MIN_PART_SIZE, 5 * 1024 ** 3),
     queueSize: integer(`${where}.queueSize`, value.queueSize, S3_DEFAULTS.queueSize, 1, 16),
-    uploadTimeout: durationOf(`${where}.uploadTimeout`, value.uploadTimeout, S3_DEFAULTS.uploadTimeout),
+    uploadTimeout: durationOption(`${where}.uploadTimeout`, value.uploadTimeout, S3_DEFAULTS.uploadTimeout),
     attempts: integer(`${where}.attempts`, value.attempts, S3_DEFAULTS.attempts, 1, 20),
     encryption: encryption(value.encryption, `${where}.encryption`)
   }
@@ -120,15 +140,6 @@ function integer (name: string, value: unknown, fallback: number, min: number, m
     throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, `a whole number from ${min} to ${max}`)
   }
   return value
-}
-
-function durationOf (name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
-  const ms = typeof value === 'string' ? parseDuration(value.trim()) : value
-  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms <= 0 || ms > 2 ** 31 - 1) {
-    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'a positive duration in milliseconds, or a string such as \'30m\'')
-  }
-  return ms
 }
 
 /** Two destinations naming the same place would race each other's retention. */

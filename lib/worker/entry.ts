@@ -2,12 +2,12 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { readlinkSync } from 'node:fs'
 import { setPriority } from 'node:os'
-import type { TaskRequest, TaskReply, ShouldStop } from './task'
-import { TaskAborted } from './task'
-import { snapshotDatabase } from './snapshot'
+import type { TaskRequest, TaskReply, ShouldStop } from './protocol'
+import { TaskAborted } from './protocol'
+import { snapshotDatabase } from '../snapshot'
 import { hashTask, quickCheckTask } from './file-checks'
-import { verifyBackupFile } from './verify'
-import { copyBackup } from './restore'
+import { verifyBackupFile } from '../verify'
+import { copyBackup } from '../restore'
 
 const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) => Promise<unknown>> = {
   snapshot: snapshotDatabase,

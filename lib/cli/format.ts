@@ -1,5 +1,5 @@
 // Human-readable output of the command-line tool. Pure functions of the results: no I/O here.
-import type { BackupInfo, BackupResult, RestoreResult, VerifyResult } from '../types/index'
+import type { BackupInfo, BackupResult, RestoreResult, VerifyResult } from '../../types/index'
 
 /** Bytes in binary units, as `ls -h` and `du -h` show them: `512 B`, `4.0 KiB`, `12.3 MiB`. */
 export function humanSize (bytes: number): string {
@@ -13,7 +13,7 @@ export function humanSize (bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`
 }
 
-export function shortHash (sha256: string): string {
+function shortHash (sha256: string): string {
   return sha256.slice(0, 12)
 }
 

@@ -1,9 +1,9 @@
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
 import { once } from 'node:events'
-import type { TaskName, TaskReply, TaskRequest } from './task'
-import { TaskFailure } from './task'
-import { FST_SQLITE_BACKUP_TIMEOUT, FST_SQLITE_BACKUP_CLOSED } from './errors'
+import type { TaskName, TaskReply, TaskRequest } from './protocol'
+import { TaskFailure } from './protocol'
+import { FST_SQLITE_BACKUP_TIMEOUT, FST_SQLITE_BACKUP_CLOSED } from '../errors'
 
 // How long a task asked to stop may take to return before its thread is terminated.
 const ABORT_GRACE_MS = 2000
@@ -26,7 +26,7 @@ export async function runInWorker<T> (task: TaskName, job: unknown, { timeout, d
   if (signal.aborted) throw new FST_SQLITE_BACKUP_CLOSED()
   const request: TaskRequest = { task, job }
   // No inherited --require/--import preloads (APM agents, loaders): the task needs none, and they slow every start.
-  const worker = new Worker(join(__dirname, 'worker.js'), { workerData: request, execArgv: [] })
+  const worker = new Worker(join(__dirname, 'entry.js'), { workerData: request, execArgv: [] })
   const exited = once(worker, 'exit')
   let stopReason: 'timeout' | 'closed' | undefined
   let graceTimer: NodeJS.Timeout | undefined

@@ -1,13 +1,14 @@
 import { open } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import Database from 'better-sqlite3'
-import { TaskAborted, type ShouldStop } from './task'
+import type { Checksum } from '../record'
+import { TaskAborted, type ShouldStop } from './protocol'
 
 // One buffer, reused for every read: hashing a file of any size allocates nothing more.
 const CHUNK_BYTES = 256 * 1024
 
 /** sha256 and size of a file, read in small chunks so that memory stays flat and a stop is honoured quickly. */
-export async function hashFile (path: string, shouldStop: ShouldStop): Promise<{ sha256: string, bytes: number }> {
+export async function hashFile (path: string, shouldStop: ShouldStop): Promise<Checksum> {
   const hash = createHash('sha256')
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES)
   let bytes = 0
@@ -27,23 +28,13 @@ export async function hashFile (path: string, shouldStop: ShouldStop): Promise<{
 }
 
 /** Worker task: `hashFile` of `job.path`. */
-export async function hashTask (job: { path: string }, shouldStop: ShouldStop): Promise<{ sha256: string, bytes: number }> {
+export async function hashTask (job: { path: string }, shouldStop: ShouldStop): Promise<Checksum> {
   return await hashFile(job.path, shouldStop)
 }
 
 /** Worker task: the problems `PRAGMA quick_check` finds in `job.path`. */
 export async function quickCheckTask (job: { path: string }): Promise<string[]> {
   return checkDatabaseFile(job.path, 'quick_check')
-}
-
-/** Flushes a file's data to disk. */
-export async function flushFile (path: string): Promise<void> {
-  const file = await open(path, 'r+')
-  try {
-    await file.datasync()
-  } finally {
-    await file.close()
-  }
 }
 
 /**

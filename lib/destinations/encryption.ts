@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
-import { FST_SQLITE_BACKUP_DECRYPT_FAILED } from './errors'
+import { FST_SQLITE_BACKUP_DECRYPT_FAILED, FST_SQLITE_BACKUP_MISSING_DEPENDENCY } from '../errors'
+import { missingPackage } from '../optional-dependency'
 
 /** age keys of an S3 destination: the recipient encrypts (it is public); the identity decrypts (it is secret). */
 export interface EncryptionSettings {
@@ -11,9 +12,13 @@ export interface EncryptionSettings {
 type Age = typeof import('age-encryption', { with: { 'resolution-mode': 'import' } })
 let loaded: Promise<Age> | undefined
 
-// age-encryption is an ES module; it is loaded only when a destination encrypts.
+// age-encryption is an ES module and an optional dependency; it is loaded only when a destination encrypts.
 async function age (): Promise<Age> {
-  loaded ??= import('age-encryption')
+  loaded ??= import('age-encryption').catch((err: unknown) => {
+    loaded = undefined
+    if (missingPackage(err, ['age-encryption']) === undefined) throw err
+    throw new FST_SQLITE_BACKUP_MISSING_DEPENDENCY('Encryption', 'age-encryption', { cause: err })
+  })
   return await loaded
 }
 

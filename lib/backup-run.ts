@@ -1,0 +1,177 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { BackupMetadata, BackupResult, DrillResult } from '../types/index'
+import type { ResolvedOptions, DrillOptions } from './options'
+import type { Staging } from './staging'
+import type { Leases } from './leases'
+import type { Publisher } from './publisher'
+import type { BackupsInUse } from './in-use'
+import type { Destination } from './destinations/destination'
+import { ChangeDetector } from './change-detector'
+import { newBackupId } from './backup-id'
+import { uncompressedRecord } from './record'
+import { createEmptyFile } from './durable-fs'
+import { takeSnapshot, removeTemp } from './snapshot'
+import { runDrill } from './drill'
+import { FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_PUBLISH_FAILED, FST_SQLITE_BACKUP_SNAPSHOT_FAILED } from './errors'
+
+export interface BackupRunContext {
+  options: ResolvedOptions
+  log: FastifyBaseLogger
+  staging: Staging
+  leases: Leases
+  publisher: Publisher
+  inUse: BackupsInUse
+  /** Aborted when the app closes: stops the snapshot, the lease wait and the drill. */
+  closing: AbortSignal
+}
+
+/**
+ * One backup, start to end: is there anything new (O(1)) → the run lease → a snapshot in the staging directory →
+ * publish to every destination → the restore drill → retention. Knows the newest backup and the data version it
+ * holds, so that a run with nothing new costs one PRAGMA.
+ */
+export class BackupRun {
+  private detector: ChangeDetector | undefined
+  /** data_version read before the snapshot of the newest backup began; equal now means nothing was committed. */
+  private versionAtLastBackup: number | undefined
+  private newestBackup: BackupMetadata | null = null
+  private latestDrill: (DrillResult & { id: string }) | null = null
+
+  constructor (private readonly context: BackupRunContext) {}
+
+  get newest (): BackupMetadata | null {
+    return this.newestBackup
+  }
+
+  get lastDrill (): (DrillResult & { id: string }) | null {
+    return this.latestDrill
+  }
+
+  /** Opens the change detector; returns the database's journal mode. */
+  open (): string {
+    const { databasePath } = this.context.options
+    try {
+      this.detector = new ChangeDetector(databasePath)
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`${(err as Error).message} (${databasePath})`, { cause: err })
+    }
+    return this.detector.journalMode()
+  }
+
+  /** The newest backup the first destination holds at start: the next run compares with it. */
+  resume (newest: BackupMetadata | null): void {
+    this.newestBackup = newest
+  }
+
+  close (): void {
+    this.detector?.close()
+  }
+
+  async run (force: boolean, startedAt: Date): Promise<BackupResult> {
+    const { staging, leases, publisher, options, closing } = this.context
+    const version = this.readVersion()
+    // A destination that missed the newest backup gets a new one, even if nothing changed since.
+    force ||= publisher.lagging
+    if (!force && this.newestBackup && version !== undefined && version === this.versionAtLastBackup) {
+      return this.result(this.newestBackup, true, startedAt)
+    }
+    try {
+      // Recreated if someone removed it since the start.
+      await staging.ensure()
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(staging.path, (err as Error).message, { cause: err })
+    }
+    // One run at a time across every process sharing this destination, however long the wait.
+    return await leases.whileRunning(options.timeout, closing, () => this.underLease(force, startedAt, version))
+  }
+
+  private async underLease (force: boolean, startedAt: Date, version: number | undefined): Promise<BackupResult> {
+    const { staging, publisher, options, closing } = this.context
+    const id = newBackupId(startedAt)
+    const tempPath = staging.snapshotPath(id)
+    try {
+      await createEmptyFile(tempPath)
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(staging.path, (err as Error).message, { cause: err })
+    }
+    const snapshot = await takeSnapshot({ source: options.databasePath, tempPath }, { timeout: options.timeout, signal: closing })
+
+    // Same bytes as the newest backup, whichever process made it (e.g. the first run after a restart with no
+    // commits since): keep just one.
+    this.newestBackup = await publisher.newestRecord(this.newestBackup)
+    if (!force && this.newestBackup && snapshot.sha256 === this.newestBackup.sha256) {
+      await removeTemp(tempPath)
+      this.versionAtLastBackup = version
+      return this.result(this.newestBackup, true, startedAt)
+    }
+
+    const metadata: BackupMetadata = uncompressedRecord({
+      formatVersion: 1,
+      id,
+      createdAt: startedAt.toISOString(),
+      source: options.databasePath,
+      file: `${id}.sqlite`,
+      bytes: snapshot.bytes,
+      sha256: snapshot.sha256,
+      sqliteVersion: snapshot.sqliteVersion,
+      pageSize: snapshot.pageSize,
+      pageCount: snapshot.pageCount,
+      journalMode: snapshot.journalMode,
+      durationMs: Date.now() - startedAt.getTime()
+    })
+    const drill = options.drill
+    const published = await publisher.publish(tempPath, metadata, async (source) => {
+      if (drill) await this.drill(source, metadata, drill)
+    })
+    this.newestBackup = published.stored
+    this.versionAtLastBackup = version
+    await publisher.applyRetention(published.destinations)
+    return this.result(published.stored, false, startedAt, published.storedAt)
+  }
+
+  /** Restore drill of a freshly published backup; its outcome is recorded in the backup's metadata. */
+  private async drill (path: string, metadata: BackupMetadata, drill: DrillOptions): Promise<void> {
+    const { options, inUse, log, publisher, closing } = this.context
+    let outcome: DrillResult
+    try {
+      outcome = await inUse.during(metadata.id, () => runDrill(path, metadata, drill, { timeout: options.timeout, signal: closing }))
+    } catch (err) {
+      // Stopped by close or timeout: the backup stays published, without a drill result.
+      log.warn({ err, backup: { id: metadata.id } }, 'sqlite backup: the restore drill did not complete')
+      return
+    }
+    metadata.drill = outcome
+    this.latestDrill = { id: metadata.id, ...outcome }
+    try {
+      // Destinations published to after the drill get the result in their first record.
+      if (publisher.primary) await publisher.primary.updateMetadata(metadata)
+    } catch (err) {
+      log.error({ err, backup: { id: metadata.id } }, 'sqlite backup: could not record the restore drill result')
+    }
+    if (outcome.ok) log.info({ backup: { id: metadata.id } }, 'sqlite backup restore drill passed')
+    else log.error({ backup: { id: metadata.id }, problems: outcome.problems }, 'sqlite backup restore drill FAILED: this backup is marked bad')
+  }
+
+  private readVersion (): number | undefined {
+    try {
+      return this.detector!.version()
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_SNAPSHOT_FAILED((err as Error).message, { cause: err })
+    }
+  }
+
+  /** Its path is in the primary directory when there is one, else in the destination that holds it. */
+  private result (metadata: BackupMetadata, skipped: boolean, startedAt: Date, where?: Destination): BackupResult {
+    const { primary, destinations } = this.context.publisher
+    return {
+      skipped,
+      id: metadata.id,
+      path: primary ? primary.backupPath(metadata.id) : `${(where ?? destinations[0]).name}${metadata.file}`,
+      bytes: metadata.bytes,
+      sha256: metadata.sha256,
+      startedAt,
+      durationMs: Date.now() - startedAt.getTime(),
+      metadata
+    }
+  }
+}

@@ -1,0 +1,252 @@
+import { access } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import type { FastifyBaseLogger } from 'fastify'
+import type {
+  BackupResult, BackupStatus, BackupFailure, BackupNowOptions, BackupInfo, VerifyResult, RestoreOptions,
+  RestoreResult, ReadOptions
+} from '../types/index'
+import type { ResolvedOptions } from './options'
+import type { Destination } from './destinations/destination'
+import { newestBackup, findBackup, withLocalCopy } from './destinations/read'
+import { Publisher } from './publisher'
+import { BackupRun } from './backup-run'
+import { RunQueue } from './run-queue'
+import { Staging } from './staging'
+import { Leases } from './leases'
+import { Schedule } from './schedule'
+import { BackupsInUse } from './in-use'
+import { Operations, settlesWithin } from './operations'
+import { createNotify, type Notify } from './hooks'
+import { checksumOf } from './record'
+import { verifyInWorker } from './verify'
+import { restoreBackup } from './restore'
+import {
+  FST_SQLITE_BACKUP_NOT_READY, FST_SQLITE_BACKUP_CLOSED, FST_SQLITE_BACKUP_INVALID_OPTION,
+  FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_INVALID_DESTINATION
+} from './errors'
+
+/**
+ * The backups of one database, as the app sees them: runs them on the schedule and on demand (one at a time,
+ * shared by the callers waiting for it), serves list, verify and restore, reports status, and shuts it all down.
+ */
+export class Backups {
+  private readonly publisher: Publisher
+  private readonly staging: Staging
+  private readonly leases: Leases
+  private readonly backupRun: BackupRun
+  private readonly queue: RunQueue<BackupResult>
+  private readonly schedule: Schedule | undefined
+  private readonly inUse = new BackupsInUse()
+  private readonly operations = new Operations()
+  private readonly closing = new AbortController()
+  private readonly notify: Notify
+  private phase: 'new' | 'ready' | 'closed' = 'new'
+
+  private lastSuccessAt: Date | null = null
+  private lastError: BackupFailure | null = null
+  private lastVerify: VerifyResult | null = null
+  private readonly counts = { published: 0, skipped: 0, failed: 0 }
+
+  constructor (private readonly options: ResolvedOptions, private readonly log: FastifyBaseLogger) {
+    this.notify = createNotify(options, log)
+    const closing = this.closing.signal
+    this.publisher = new Publisher(options.destinations, { keep: options.keep, inUse: this.inUse, log, notify: this.notify, closing })
+    this.staging = new Staging(options.stagingDirectory, this.publisher.primary)
+    this.leases = new Leases(options.stagingDirectory, log)
+    this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing })
+    this.queue = new RunQueue((force) => this.runAndReport(force))
+    if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
+  }
+
+  /** Part of registration: creates the staging directory and checks every destination (one HeadBucket each offsite). */
+  async prepare (): Promise<void> {
+    try {
+      await this.staging.ensure()
+    } catch (err) {
+      throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(this.staging.path, (err as Error).message, { cause: err })
+    }
+    await this.publisher.prepare()
+  }
+
+  /** With `restoreIfMissing`: puts the newest good backup where the database should be, before the app opens it. */
+  async restoreIfMissing (): Promise<void> {
+    const path = this.options.databasePath
+    if (await access(path).then(() => true, () => false)) return
+    const destination = this.publisher.destinations[0]
+    for (const backup of await destination.list()) {
+      if (!backup.good) continue
+      try {
+        await this.readLocalCopy(destination, backup, (backupPath) => restoreBackup(
+          { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to: path, force: false },
+          { timeout: this.options.timeout, signal: this.closing.signal }
+        ))
+        this.log.info({ backup: { id: backup.id, path: backup.path }, database: path }, 'sqlite backup: the database was missing; restored it from the newest good backup')
+        return
+      } catch (err) {
+        const code = (err as { code?: string }).code
+        if (code !== 'FST_SQLITE_BACKUP_VERIFY_FAILED' && code !== 'FST_SQLITE_BACKUP_DECRYPT_FAILED') throw err
+        this.log.error({ err, backup: { id: backup.id } }, 'sqlite backup: skipping a backup that fails verification; trying an older one')
+      }
+    }
+    throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist and "${destination.name}" holds no good backup to restore`)
+  }
+
+  /** Runs on `onReady`: quick work only (no backup is awaited here). */
+  async start (): Promise<void> {
+    const journalMode = this.backupRun.open()
+    if (journalMode !== 'wal') {
+      this.log.warn({ journalMode }, 'sqlite backup: the database is in %s journal mode, so writers wait while a backup reads it; switch it to WAL (PRAGMA journal_mode = WAL) for backups that block no writer', journalMode)
+    }
+    if (!this.publisher.primary) await this.publisher.removeLeftovers(this.staging.directory)
+    this.backupRun.resume(await this.publisher.load())
+    this.phase = 'ready'
+    if (this.schedule) this.schedule.start(this.options.runOnStart ? 0 : this.options.interval)
+    else if (this.options.runOnStart) this.scheduledRun()
+  }
+
+  now (options: BackupNowOptions = {}): Promise<BackupResult> {
+    if (this.phase === 'new') return Promise.reject(new FST_SQLITE_BACKUP_NOT_READY())
+    if (this.phase === 'closed') return Promise.reject(new FST_SQLITE_BACKUP_CLOSED())
+    if (options === null || typeof options !== 'object' || !['undefined', 'boolean'].includes(typeof options.force)) {
+      return Promise.reject(new FST_SQLITE_BACKUP_INVALID_OPTION('now(options)', 'an object such as { force: true }'))
+    }
+    return this.queue.enqueue(options.force === true)
+  }
+
+  status (): BackupStatus {
+    return {
+      running: this.queue.running,
+      lastBackup: this.backupRun.newest,
+      lastSuccessAt: this.lastSuccessAt,
+      lastError: this.lastError,
+      nextRunAt: this.schedule?.nextRunAt ?? null,
+      ...this.counts,
+      lastVerify: this.lastVerify,
+      lastDrill: this.backupRun.lastDrill,
+      kept: this.publisher.keptInFirst,
+      destinations: this.publisher.status()
+    }
+  }
+
+  list (options?: ReadOptions): Promise<BackupInfo[]> {
+    return this.track(() => this.pick(options).list())
+  }
+
+  verify (id?: string, options?: ReadOptions): Promise<VerifyResult> {
+    return this.track(async () => {
+      const destination = this.pick(options)
+      const backup = id === undefined ? await newestBackup(destination) : await destination.find(id)
+      const checkedAt = new Date()
+      const problems = await this.readLocalCopy(destination, backup, (path) => verifyInWorker(
+        { path, expected: checksumOf(backup.metadata) },
+        { timeout: this.options.timeout, signal: this.closing.signal }
+      )).catch((err: Error & { code?: string }) => {
+        // A backup that cannot be decrypted is a finding about that backup, like a bad checksum.
+        if (err.code === 'FST_SQLITE_BACKUP_DECRYPT_FAILED') return [err.message]
+        throw err
+      })
+      const result: VerifyResult = { ok: problems.length === 0, id: backup.id, path: backup.path, problems, checkedAt, durationMs: Date.now() - checkedAt.getTime() }
+      this.lastVerify = result
+      if (result.ok) this.log.info({ backup: { id: backup.id } }, 'sqlite backup verified')
+      else this.log.error({ backup: { id: backup.id }, problems }, 'sqlite backup failed verification')
+      return result
+    })
+  }
+
+  restore (target: string | { at: Date | string }, options: RestoreOptions): Promise<RestoreResult> {
+    return this.track(async () => {
+      if (options === null || typeof options !== 'object' || typeof options.to !== 'string' || options.to === '' || options.to.includes('\0')) {
+        throw new FST_SQLITE_BACKUP_INVALID_OPTION('restore(backup, options)', 'options such as { to: \'/path/of/restored.db\', force: false }')
+      }
+      const destination = this.pick(options)
+      const backup = await findBackup(destination, target)
+      const started = Date.now()
+      const to = resolve(options.to)
+      const { sha256, bytes } = await this.readLocalCopy(destination, backup, (backupPath) => restoreBackup(
+        { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to, force: options.force === true, livePath: this.options.databasePath },
+        { timeout: this.options.timeout, signal: this.closing.signal }
+      ))
+      this.log.info({ backup: { id: backup.id }, to }, 'sqlite backup restored')
+      return { id: backup.id, path: to, bytes, sha256, durationMs: Date.now() - started }
+    })
+  }
+
+  /** Stops the schedule, waits up to `closeTimeout` for work in flight, then aborts it and releases everything. */
+  async close (): Promise<void> {
+    if (this.phase === 'closed') return
+    this.phase = 'closed'
+    this.schedule?.stop()
+    const inFlight = Promise.allSettled([this.queue.stop(new FST_SQLITE_BACKUP_CLOSED()), ...this.operations.pending]).then(() => {})
+    if (!await settlesWithin(inFlight, this.options.closeTimeout)) {
+      this.log.warn({ closeTimeout: this.options.closeTimeout }, 'sqlite backup: work was still running at close; aborting it')
+      this.closing.abort()
+      await inFlight
+    }
+    this.leases.releaseAll()
+    this.backupRun.close()
+  }
+
+  private async scheduledRun (): Promise<void> {
+    // Of all the processes sharing this destination, only the one holding the schedule lease runs the schedule.
+    // It keeps the lease until it closes or dies; then the next process whose timer fires takes it over.
+    if (!this.leases.tryLeadSchedule()) return
+    // runAndReport() has already logged and recorded any failure; a scheduled failure must never reach the app.
+    await this.now().catch(() => {})
+  }
+
+  /** One run, with its outcome counted, logged and told to the app's callbacks. */
+  private async runAndReport (force: boolean): Promise<BackupResult> {
+    const startedAt = new Date()
+    try {
+      const result = await this.backupRun.run(force, startedAt)
+      this.lastSuccessAt = new Date()
+      if (result.skipped) {
+        this.counts.skipped++
+        this.log.debug({ backup: { id: result.id, durationMs: result.durationMs } }, 'sqlite backup skipped: nothing changed since the newest backup')
+      } else {
+        this.counts.published++
+        this.log.info({ backup: { id: result.id, path: result.path, bytes: result.bytes, sha256: result.sha256, durationMs: result.durationMs } }, 'sqlite backup published')
+        this.notify('onBackup', result)
+      }
+      return result
+    } catch (err) {
+      const error = err as Error & { code?: string }
+      this.counts.failed++
+      this.lastError = { at: new Date(), code: error.code ?? 'UNKNOWN', message: error.message }
+      this.log.error({ err: error }, 'sqlite backup failed')
+      this.notify('onError', error)
+      throw error
+    }
+  }
+
+  /** Runs `work` on a local copy of a backup (downloaded into the staging directory when offsite), kept from retention meanwhile. */
+  private async readLocalCopy<T> (destination: Destination, backup: BackupInfo, work: (path: string) => Promise<T>): Promise<T> {
+    return await this.inUse.during(backup.id, async () => {
+      let signal = this.closing.signal
+      if (destination.type !== 'local') {
+        await this.staging.ensure()
+        signal = AbortSignal.any([signal, AbortSignal.timeout(this.options.timeout)])
+      }
+      return await withLocalCopy(destination, backup, { tempPath: this.staging.downloadPath(backup.id), signal }, work)
+    })
+  }
+
+  /** The destination that list(), verify() and restore() read: the first one unless told otherwise. */
+  private pick (options: ReadOptions | undefined): Destination {
+    const index = options?.destination ?? 0
+    const { destinations } = this.publisher
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw new FST_SQLITE_BACKUP_INVALID_OPTION('options', 'an object such as { destination: 1 }')
+    }
+    if (!Number.isInteger(index) || index < 0 || index >= destinations.length) {
+      throw new FST_SQLITE_BACKUP_INVALID_OPTION('destination', `the index of a destination, from 0 to ${destinations.length - 1}`)
+    }
+    return destinations[index]
+  }
+
+  /** Tracks a list/verify/restore call so that close() waits for it; refused once closing. */
+  private track<T> (work: () => Promise<T>): Promise<T> {
+    if (this.phase === 'closed') return Promise.reject(new FST_SQLITE_BACKUP_CLOSED())
+    return this.operations.track(work)
+  }
+}
