@@ -3,7 +3,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createDatabase, startPairWriter, integrityCheck, waitFor, sha256File, highestPair } from './helpers'
+import { createDatabase, startPairWriter, integrityCheck, waitFor, sha256File, highestPair, watchSnapshots } from './helpers'
 
 interface Message { type: string, pid?: number, id?: string, request?: number, skipped?: boolean, error?: string }
 
@@ -30,12 +30,7 @@ t.test('several processes, one database and one destination: one scheduler, one 
   }
 
   // Never two snapshots at once, across all processes.
-  let mostTempFiles = 0
-  const watcher = setInterval(() => {
-    const temps = readdirSync(destination).filter((name) => name.startsWith('.tmp-') && name.endsWith('.sqlite'))
-    mostTempFiles = Math.max(mostTempFiles, temps.length)
-  }, 2)
-  t.teardown(() => clearInterval(watcher))
+  const snapshots = watchSnapshots(t, destination)
 
   await waitFor(() => published.length >= 4, 30_000)
   const leader = published[0].pid
@@ -60,8 +55,7 @@ t.test('several processes, one database and one destination: one scheduler, one 
     t.notOk(result.error, `now() from another process: ${result.error ?? 'ok'}`)
     t.ok(highestPair(join(destination, `${result.id!}.sqlite`)) >= committedBefore, 'holds the commits made before the call')
   }
-  clearInterval(watcher)
-  t.ok(mostTempFiles <= 1, 'never two snapshots at once')
+  await snapshots.stop()
 
   for (const child of survivors) {
     child.kill('SIGTERM')

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import Database from 'better-sqlite3'
-import { readdirSync, readlinkSync, readFileSync } from 'node:fs'
+import { readdirSync, readlinkSync, readFileSync, watch } from 'node:fs'
 import { join } from 'node:path'
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -80,6 +80,8 @@ export async function startPairWriter (t: Test, databasePath: string): Promise<C
 
 // Captured at load, before any test installs a fake clock, so that waiting keeps working under one.
 const realSetTimeout = globalThis.setTimeout
+const realSetInterval = globalThis.setInterval
+const realClearInterval = globalThis.clearInterval
 const realDate = Date
 
 /** Real-time delay, unaffected by fake clocks. */
@@ -113,6 +115,101 @@ export function openFilesUnder (dir: string): string[] {
 /** Threads of this process: a worker thread that is still alive shows here. */
 export function threadCount (): number {
   return Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1])
+}
+
+/** A snapshot in progress: its temp file `.tmp-<pid>-<id>.sqlite` in the destination (not its `-journal`). */
+const SNAPSHOT_TEMP = /^\.tmp-(\d+)-.+\.sqlite$/
+
+export interface SnapshotWatch {
+  /**
+   * Stops watching, then asserts that at least one snapshot was watched and never two at once. Returns the most
+   * snapshot temp files that existed at one moment and how many distinct ones were seen.
+   */
+  stop: () => Promise<{ most: number, seen: number }>
+}
+
+/**
+ * Watches an existing destination directory for snapshots in progress, from any process, two ways:
+ * - it lists the directory every millisecond;
+ * - it follows the directory's inotify events, which arrive in the order things happened and name every temp file
+ *   however briefly it lived (a small database's snapshot may come and go between two listings, or before the
+ *   event loop gets to a listing). A temp file's name is used once, so its first event is its creation and the
+ *   next one (a delete, or the rename that publishes it) its end: replaying them tells how many existed at once
+ *   even when the files are long gone.
+ * Temp files whose process is gone (one killed mid-snapshot leaves its file behind) are leftovers, not snapshots
+ * in progress, and are not counted.
+ */
+export function watchSnapshots (t: Test, dir: string): SnapshotWatch {
+  const seen = new Set<string>()
+  // Per name, what its events said so far: existing ('open') or gone ('closed').
+  const state = new Map<string, 'open' | 'closed'>()
+  const dead = new Set<number>()
+  let most = 0
+  const live = (name: string): boolean => {
+    const pid = Number(SNAPSHOT_TEMP.exec(name)![1])
+    if (pid === process.pid) return true
+    if (dead.has(pid)) return false
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EPERM') return true
+      dead.add(pid)
+      return false
+    }
+  }
+  const record = (names: Iterable<string>): void => {
+    let running = 0
+    for (const name of names) if (live(name)) running++
+    most = Math.max(most, running)
+  }
+  const openNames = function * (): Generator<string> {
+    for (const [name, value] of state) if (value === 'open') yield name
+  }
+  const list = (): string[] | undefined => {
+    try {
+      return readdirSync(dir).filter((name) => SNAPSHOT_TEMP.test(name))
+    } catch {
+      return undefined // removed with the test's directory
+    }
+  }
+  const poll = (): void => {
+    const snapshots = list()
+    if (snapshots === undefined) return
+    for (const name of snapshots) seen.add(name)
+    record(snapshots)
+    // A file gone from the listing is gone, whatever its events said (one removed just before watching began).
+    for (const name of openNames()) if (!snapshots.includes(name)) state.set(name, 'closed')
+  }
+  const watcher = watch(dir, (event, name) => {
+    if (event !== 'rename' || name === null || !SNAPSHOT_TEMP.test(name)) return
+    seen.add(name)
+    const now = state.get(name)
+    if (now === 'closed') return
+    state.set(name, now === 'open' ? 'closed' : 'open')
+    record(openNames())
+  })
+  // Files there before the first event could come: their next event is their end.
+  for (const name of list() ?? []) state.set(name, 'open')
+  poll()
+  const timer = realSetInterval(poll, 1)
+  const close = (): void => {
+    realClearInterval(timer)
+    watcher.close()
+  }
+  t.teardown(close)
+
+  return {
+    async stop () {
+      // Let the events already queued arrive, and look one last time.
+      await delay(20)
+      poll()
+      close()
+      t.ok(most >= 1, `watched at least one snapshot (${seen.size} seen)`)
+      t.ok(most <= 1, `never two snapshots at once (at most ${most} at a time)`)
+      return { most, seen: seen.size }
+    }
+  }
 }
 
 // Helpers for the fault-injection tests (faults, crash, shutdown).

@@ -5,7 +5,7 @@ import FakeTimers from '@sinonjs/fake-timers'
 import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
-import { destinationFiles, createDatabase, buildApp, backupFiles, waitFor, delay, openFilesUnder, threadCount, count } from './helpers'
+import { destinationFiles, createDatabase, buildApp, backupFiles, waitFor, delay, openFilesUnder, threadCount, count, watchSnapshots } from './helpers'
 
 const MINUTE = 60_000
 
@@ -104,12 +104,7 @@ t.test('concurrent calls share runs and never run two snapshots at once', async 
   const app = await buildApp(t, { database: db, destination, interval: false, keep: 100 })
   const insert = db.prepare('INSERT INTO pairs (n) VALUES (?)')
 
-  let maxRunning = 0
-  const watcher = setInterval(() => {
-    const temps = existsSync(destination) ? destinationFiles(destination).filter((name) => name.startsWith('.tmp-') && name.endsWith('.sqlite')) : []
-    maxRunning = Math.max(maxRunning, temps.length)
-  }, 1)
-  t.teardown(() => clearInterval(watcher))
+  const snapshots = watchSnapshots(t, destination)
 
   // Three waves of ten calls; the later waves arrive while a run is in flight.
   const calls = []
@@ -128,7 +123,7 @@ t.test('concurrent calls share runs and never run two snapshots at once', async 
   const { published, skipped } = app.backup.status()
   t.ok(published + skipped <= 4, `30 calls shared ${published + skipped} runs`)
   t.equal(backupFiles(destination).length, published)
-  t.ok(maxRunning <= 1, 'never two snapshots at once')
+  await snapshots.stop()
 })
 
 t.test('keep retains exactly the newest backups and never deletes on failure', async (t) => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
+import FakeTimers from '@sinonjs/fake-timers'
 import { existsSync, openSync, writeSync, closeSync, writeFileSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
@@ -224,14 +225,30 @@ t.test('retention never counts a backup with a failed drill as a kept good one',
   t.match(app.backup.status().kept, { count: 3 })
 })
 
-t.test('a policy keeps backups by hour, day, week and month buckets', async (t) => {
+t.test('a keep policy object is applied after each backup: day and month buckets keep what last alone deletes', async (t) => {
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'))
   t.teardown(() => db.close())
-  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false, keep: { last: 2, daily: 1, utc: true } })
-  for (let i = 0; i < 4; i++) await app.backup.now({ force: true })
-  // All four were taken in the same UTC day: last 2 keeps two, daily 1 keeps the newest of that day.
-  t.equal((await app.backup.list()).length, 2)
+  // Backups take their time and id from the clock: a fake Date spreads them over days and months.
+  const clock = FakeTimers.install({ toFake: ['Date'] })
+  t.teardown(() => clock.uninstall())
+  const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false, keep: { last: 1, daily: 2, monthly: 2, utc: true } })
+  const at = async (iso: string): Promise<string> => {
+    clock.setSystemTime(new Date(iso))
+    return (await app.backup.now({ force: true })).id
+  }
+  const april10 = await at('2024-04-10T12:00:00Z')
+  const april30 = await at('2024-04-30T12:00:00Z')
+  const may2Early = await at('2024-05-02T09:00:00Z')
+  t.notOk((await app.backup.list()).some((entry) => entry.id === april10), 'April 10 goes: neither among the two newest days nor the newest of April')
+  const may2Late = await at('2024-05-02T10:00:00Z')
+  const may3 = await at('2024-05-03T08:00:00Z')
+
+  const listed = await app.backup.list()
+  t.same(listed.map((entry) => entry.id), [may3, may2Late, april30], 'last 1: May 3; daily 2: May 3 and the newest of May 2; monthly 2: May and the newest of April')
+  t.same(listed.map((entry) => entry.createdAt.toISOString()), ['2024-05-03T08:00:00.000Z', '2024-05-02T10:00:00.000Z', '2024-04-30T12:00:00.000Z'])
+  t.notOk(listed.some((entry) => entry.id === may2Early), 'an older backup of a day already kept goes')
+  t.match(app.backup.status().kept, { count: 3 })
 })
 
 t.test('onBackup and onError tell the app about each run', async (t) => {

@@ -103,6 +103,46 @@ t.test('fixed cases in UTC', async (t) => {
   t.same(backupsToDelete([...ties].reverse(), { last: 2 }), ['z', 'a'], 'the input order does not matter')
 })
 
+t.test('each bucket rule keeps backups that last alone would delete', async (t) => {
+  // Two months, three weeks, three days and three hours of history, newest last (UTC). Days: 03-18 is a Monday.
+  const history = [
+    backup('jan', '2024-01-15T12:00:00Z'),
+    backup('feb', '2024-02-20T12:00:00Z'),
+    backup('mar 04 W10', '2024-03-04T12:00:00Z'),
+    backup('mar 11 W11', '2024-03-11T12:00:00Z'),
+    backup('mar 18 09h', '2024-03-18T09:00:00Z'),
+    backup('mar 19 09h', '2024-03-19T09:00:00Z'),
+    backup('mar 20 08:10', '2024-03-20T08:10:00Z'),
+    backup('mar 20 09:10', '2024-03-20T09:10:00Z'),
+    backup('mar 20 10:10', '2024-03-20T10:10:00Z'),
+    backup('mar 20 10:40', '2024-03-20T10:40:00Z'),
+    backup('mar 20 10:50', '2024-03-20T10:50:00Z')
+  ]
+  const lastTwo = ['mar 20 10:40', 'mar 20 10:50']
+  t.same(kept(history, { last: 2, utc: true }), lastTwo, 'last alone: the two newest')
+
+  const cases: Array<[string, RetentionPolicy, string[]]> = [
+    ['hourly: the newest of each of the three newest hours', { last: 2, hourly: 3, utc: true }, ['mar 20 08:10', 'mar 20 09:10']],
+    ['daily: the newest of each of the three newest days', { last: 2, daily: 3, utc: true }, ['mar 18 09h', 'mar 19 09h']],
+    ['weekly: the newest of each of the three newest ISO weeks', { last: 2, weekly: 3, utc: true }, ['mar 04 W10', 'mar 11 W11']],
+    ['monthly: the newest of each of the three newest months', { last: 2, monthly: 3, utc: true }, ['feb', 'jan']]
+  ]
+  for (const [name, policy, added] of cases) {
+    t.same(kept(history, policy), [...lastTwo, ...added].sort(), name)
+    t.equal(backupsToDelete(history, policy).length, history.length - lastTwo.length - added.length, `${name}: the rest is deleted`)
+  }
+  t.same(backupsToDelete(history, { last: 2, hourly: 3, daily: 3, weekly: 3, monthly: 3, utc: true }), ['mar 20 10:10'],
+    'all rules together: only the backup that no rule wants is deleted')
+
+  // Rules are independent: the newest backup, kept by last, also fills the newest bucket of every other rule.
+  t.same(kept(history, { last: 1, daily: 1, weekly: 1, monthly: 1, utc: true }), ['mar 20 10:50'], 'the newest fills every rule\'s newest bucket')
+  t.same(kept(history, { last: 1, daily: 2, utc: true }), ['mar 19 09h', 'mar 20 10:50'])
+
+  // A bad backup counts toward no rule: its hour is filled by an older good backup, or by the next hour back.
+  const withBad = history.map((b) => b.id === 'mar 20 09:10' ? { ...b, good: false } : b)
+  t.same(kept(withBad, { last: 2, hourly: 3, utc: true }), [...lastTwo, 'mar 19 09h', 'mar 20 08:10'].sort(), 'a bad backup is skipped, not kept')
+})
+
 t.test('a number N means { last: N }', async (t) => {
   t.same(toPolicy(3), { last: 3 })
   const policy = { daily: 7, utc: true }
