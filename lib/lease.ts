@@ -35,7 +35,7 @@ export class Lease {
     }
   }
 
-  /** Waits for the lock, polling, until it is free or `signal` aborts (then rejects with the signal's reason). */
+  /** Waits for the lock, polling, until it is free or `signal` aborts (then rejects with an AbortError). */
   async acquire (signal: AbortSignal, retryMs = 50): Promise<void> {
     while (!this.tryAcquire()) {
       await sleep(retryMs, undefined, { signal })
