@@ -12,7 +12,7 @@ import { Publisher } from './publisher'
 import { BackupRun } from './backup-run'
 import { RunQueue } from './run-queue'
 import { Staging } from './staging'
-import { Leases } from './leases'
+import { Leases, leaseScope } from './leases'
 import { Schedule } from './schedule'
 import { BackupsInUse } from './in-use'
 import { Operations, settlesWithin } from './operations'
@@ -52,7 +52,8 @@ export class Backups {
     const closing = this.closing.signal
     this.publisher = new Publisher(options.destinations, { keep: options.keep, inUse: this.inUse, log, notify: this.notify, closing })
     this.staging = new Staging(options.stagingDirectory, this.publisher.primary)
-    this.leases = new Leases(options.stagingDirectory, log)
+    const scope = leaseScope(options.databasePath, this.publisher.destinations.map(({ name }) => name))
+    this.leases = new Leases(options.stagingDirectory, scope, log)
     this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing })
     this.queue = new RunQueue((force) => this.runAndReport(force))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
@@ -100,8 +101,13 @@ export class Backups {
     if (!this.publisher.primary) await this.publisher.removeLeftovers(this.staging.directory)
     this.backupRun.resume(await this.publisher.load())
     this.phase = 'ready'
-    if (this.schedule) this.schedule.start(this.options.runOnStart ? 0 : this.options.interval)
-    else if (this.options.runOnStart) this.scheduledRun()
+    if (this.schedule) {
+      // Known from the start, so that status() tells at once whether this process backs up on its schedule.
+      this.leases.tryLeadSchedule()
+      this.schedule.start(this.options.runOnStart ? 0 : this.options.interval)
+    } else if (this.options.runOnStart) {
+      this.runOnceAtStart()
+    }
   }
 
   now (options: BackupNowOptions = {}): Promise<BackupResult> {
@@ -119,7 +125,8 @@ export class Backups {
       lastBackup: this.backupRun.newest,
       lastSuccessAt: this.lastSuccessAt,
       lastError: this.lastError,
-      nextRunAt: this.schedule?.nextRunAt ?? null,
+      nextRunAt: this.leases.scheduleRole === 'another-process' ? null : this.schedule?.nextRunAt ?? null,
+      scheduledBy: this.leases.scheduleRole,
       ...this.counts,
       lastVerify: this.lastVerify,
       lastDrill: this.backupRun.lastDrill,
@@ -192,6 +199,13 @@ export class Backups {
     if (!this.leases.tryLeadSchedule()) return
     // runAndReport() has already logged and recorded any failure; a scheduled failure must never reach the app.
     await this.now().catch(() => {})
+  }
+
+  /** `runOnStart` without a schedule: one run, by one of the processes sharing the database, which then lets go. */
+  private async runOnceAtStart (): Promise<void> {
+    await this.scheduledRun()
+    // Held on, the lease would keep every other process from ever running its schedule.
+    this.leases.releaseSchedule()
   }
 
   /** One run, with its outcome counted, logged and told to the app's callbacks. */

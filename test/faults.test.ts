@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 import {
   createDatabase, count, integrityCheck, backupFiles, delay, sha256File, tempFiles, mountTmpfs, remount,
-  testdirAfterTeardowns, watchSnapshots
+  testdirAfterTeardowns, watchSnapshots, LEASE_FILE
 } from './helpers'
 
 /** The app of these tests: the plugin, a route that backs up, and one that does not touch it. */
@@ -81,9 +81,9 @@ function marker (path: string): string {
   }
 }
 
-/** The destination's entries, without the plugin's lock files (`.run.lock`, `.schedule.lock`). */
+/** The destination's entries, without the plugin's lease files. */
 function entries (dir: string): string[] {
-  return readdirSync(dir).filter((name) => !/^\.\w+\.lock$/.test(name)).sort()
+  return readdirSync(dir).filter((name) => !LEASE_FILE.test(name)).sort()
 }
 
 function settle<T> (promise: Promise<T>): Promise<{ value?: T, error?: Error & { code?: string } }> {

@@ -65,9 +65,12 @@ export function backupFiles (dir: string): string[] {
   return readdirSync(dir).filter((name) => name.endsWith('.sqlite')).sort().map((name) => join(dir, name))
 }
 
+/** The lease files of processes sharing a database and its destinations: `.run-<scope>.lock`, `.schedule-<scope>.lock`. */
+export const LEASE_FILE = /^\.(run|schedule)-[0-9a-f]{16}\.lock$/
+
 /** Everything in a destination but the lease files that processes sharing it lock. */
 export function destinationFiles (dir: string): string[] {
-  return readdirSync(dir).filter((name) => name !== '.run.lock' && name !== '.schedule.lock')
+  return readdirSync(dir).filter((name) => !LEASE_FILE.test(name))
 }
 
 /** Starts the pair writer in another process; it is killed when the test ends. */

@@ -1,5 +1,5 @@
 import t from 'tap'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { existsSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -410,6 +410,21 @@ function s3Tests (server: S3Server): void {
     const result = await app.backup.now()
     t.equal(existsSync(result.path), true)
     t.match(app.backup.status().destinations[1], { lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED', message: /ECONNREFUSED|connect/ } })
+  })
+
+  t.test('two apps with offsite-only destinations share a staging directory: each runs its own schedule', async (t) => {
+    // Different databases, different buckets, one staging directory (the default one is per OS user): their leases
+    // protect different things, so neither may hold the other up.
+    const dir = t.testdir()
+    const staging = join(dir, 'staging')
+    const apps: FastifyInstance[] = []
+    for (const name of ['first', 'second']) {
+      const db = createDatabase(join(dir, `${name}.db`))
+      t.teardown(() => db.close())
+      apps.push(await buildApp(t, { database: db, destination: s3(await newBucket(t, server)), staging, interval: 300, runOnStart: true }))
+    }
+    await waitFor(() => apps.every((app) => app.backup.status().published >= 1), 30_000)
+    for (const app of apps) t.equal(app.backup.status().scheduledBy, 'this-process', 'each app runs the schedule of its own database')
   })
 }
 

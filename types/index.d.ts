@@ -204,8 +204,17 @@ declare namespace fastifySqliteBackup {
     /** When this process last completed a run, published or skipped. */
     lastSuccessAt: Date | null
     lastError: BackupFailure | null
-    /** When the next scheduled backup starts; `null` when none is scheduled. */
+    /**
+     * When the next scheduled backup starts; `null` when none is scheduled, or when another process runs the
+     * schedule (see `scheduledBy`).
+     */
     nextRunAt: Date | null
+    /**
+     * Who runs the schedule of this database: `'this-process'`; `'another-process'`, a process backing up the same
+     * database to the same destinations, which holds the schedule lease (this one then backs up only when `now()` is
+     * called, and takes the schedule over when that process stops); `'none'` without a schedule.
+     */
+    scheduledBy: 'this-process' | 'another-process' | 'none'
     /** Backups published by this process. */
     published: number
     /** Runs that found nothing to back up. */

@@ -1,0 +1,58 @@
+import t, { type Test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Writable } from 'node:stream'
+import { join } from 'node:path'
+import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
+import { createDatabase, waitFor } from './helpers'
+
+/** An app whose log lines (JSON, from `info` on) are collected in `lines`. */
+async function loggedApp (t: Test, options: FastifySqliteBackupOptions): Promise<{ app: FastifyInstance, lines: Array<{ msg: string }> }> {
+  const lines: Array<{ msg: string }> = []
+  const stream = new Writable({ write (chunk, _encoding, callback) { lines.push(JSON.parse(String(chunk))); callback() } })
+  const app = Fastify({ logger: { level: 'info', stream } })
+  t.teardown(() => app.close())
+  await app.register(backup, options)
+  await app.ready()
+  return { app, lines }
+}
+
+t.test('processes sharing a database and its destination: status() and the log say which one runs the schedule', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const options = { database: db, destination: join(dir, 'backups'), interval: 200 }
+  // Each app has its own lease connection, so within one process they compete for the lease as processes do.
+  const leader = await loggedApp(t, options)
+  const follower = await loggedApp(t, options)
+  t.equal(leader.app.backup.status().scheduledBy, 'this-process')
+  t.equal(follower.app.backup.status().scheduledBy, 'another-process', 'known as soon as the app is ready')
+  t.equal(follower.app.backup.status().nextRunAt, null, 'no scheduled backup is promised by the process that will not run it')
+  t.ok(leader.app.backup.status().nextRunAt instanceof Date)
+  await waitFor(() => leader.app.backup.status().published >= 1)
+  // Several ticks of the follower later, it has said so once, at info, and still backs up on demand.
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  const said = follower.lines.filter((line) => /another process runs the backup schedule/.test(line.msg))
+  t.equal(said.length, 1, 'said once at info, not at every tick')
+  t.equal((await follower.app.backup.now({ force: true })).skipped, false, 'now() works in the follower')
+
+  // The leader closes: the follower takes the schedule over, and says so.
+  await leader.app.close()
+  await waitFor(() => follower.app.backup.status().scheduledBy === 'this-process')
+  t.ok(follower.lines.some((line) => /this process runs the backup schedule/.test(line.msg)))
+  t.ok(follower.app.backup.status().nextRunAt instanceof Date)
+})
+
+t.test('runOnStart without a schedule runs once and lets go of the schedule', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  const once = await loggedApp(t, { database: db, destination, interval: false, runOnStart: true })
+  await waitFor(() => once.app.backup.status().published === 1)
+  t.equal(once.app.backup.status().scheduledBy, 'none')
+  // Another process with a schedule must be able to run it while the first one lives on.
+  const scheduled = await loggedApp(t, { database: db, destination, interval: 200 })
+  db.prepare('INSERT INTO pairs (n) VALUES (1)').run()
+  await waitFor(() => scheduled.app.backup.status().published >= 1, 5000)
+  t.equal(scheduled.app.backup.status().scheduledBy, 'this-process')
+})
