@@ -86,10 +86,11 @@ app.backup.list({ destination: 1 }).then((backups) => backups[0].metadata?.compr
 app.backup.verify(undefined, { destination: 1 })
 app.backup.restore('id', { to: './restored.db', destination: 1 })
 const next: Date | null = status.nextRunAt
+const scheduledBy: 'this-process' | 'another-process' | 'none' = status.scheduledBy
 const running: boolean = status.running
 // @ts-expect-error: status() is synchronous
 status.then(() => {})
 
 const error = new errors.FST_SQLITE_BACKUP_CLOSED()
 const code: 'FST_SQLITE_BACKUP_CLOSED' = error.code
-export { next, running, code, kept, offsiteError }
+export { next, scheduledBy, running, code, kept, offsiteError }
