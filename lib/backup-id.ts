@@ -14,6 +14,16 @@ export function newBackupId (date: Date): string {
   return `${stamp}-${randomBytes(4).toString('hex')}`
 }
 
+/**
+ * The time and id of a snapshot taken at `takenAt`, strictly after `newest` (the newest backup in the destination,
+ * if any): ids then sort in snapshot order even when the clock steps back or two snapshots fall in one millisecond.
+ */
+export function snapshotTime (takenAt: Date, newest: { id: string, createdAt: string } | null): Date {
+  if (newest === null) return takenAt
+  const latest = Math.max(timeOfId(newest.id).getTime(), Date.parse(newest.createdAt) || 0)
+  return takenAt.getTime() > latest ? takenAt : new Date(latest + 1)
+}
+
 /** Ids come from callers (a route parameter, a command line): only the exact generated form is accepted. */
 export function checkBackupId (id: unknown): string {
   if (typeof id !== 'string' || !EXACT_ID.test(id)) throw new FST_SQLITE_BACKUP_INVALID_ID(JSON.stringify(String(id)).slice(0, 80))

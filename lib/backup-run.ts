@@ -7,7 +7,7 @@ import type { Publisher } from './publisher'
 import type { BackupsInUse } from './in-use'
 import type { Destination } from './destinations/destination'
 import { ChangeDetector } from './change-detector'
-import { newBackupId } from './backup-id'
+import { newBackupId, snapshotTime } from './backup-id'
 import { uncompressedRecord } from './record'
 import { createEmptyFile } from './durable-fs'
 import { takeSnapshot, removeTemp } from './snapshot'
@@ -87,8 +87,10 @@ export class BackupRun {
 
   private async underLease (force: boolean, startedAt: Date, version: number | undefined): Promise<BackupResult> {
     const { staging, publisher, options, closing } = this.context
-    const id = newBackupId(startedAt)
-    const tempPath = staging.snapshotPath(id)
+    // The id and time are those of the snapshot, taken under the lease: a run that waited for another process's
+    // run holds newer data, and must sort after it.
+    const takenAt = new Date()
+    const tempPath = staging.snapshotPath(newBackupId(takenAt))
     try {
       await createEmptyFile(tempPath)
     } catch (err) {
@@ -105,10 +107,12 @@ export class BackupRun {
       return this.result(this.newestBackup, true, startedAt)
     }
 
+    const createdAt = snapshotTime(takenAt, this.newestBackup)
+    const id = newBackupId(createdAt)
     const metadata: BackupMetadata = uncompressedRecord({
       formatVersion: 1,
       id,
-      createdAt: startedAt.toISOString(),
+      createdAt: createdAt.toISOString(),
       source: options.databasePath,
       file: `${id}.sqlite`,
       bytes: snapshot.bytes,

@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { newBackupId, checkBackupId, timeOfId } from '../lib/backup-id'
+import { newBackupId, checkBackupId, timeOfId, snapshotTime } from '../lib/backup-id'
 
 // Years 1970 to 9999: the four-digit years of toISOString().
 const dates = fc.date({ min: new Date('1970-01-01T00:00:00.000Z'), max: new Date('9999-12-31T23:59:59.999Z'), noInvalidDate: true })
@@ -65,4 +65,21 @@ t.test('checkBackupId rejects anything else with FST_SQLITE_BACKUP_INVALID_ID', 
   t.throws(() => checkBackupId('../x'), { message: /"\.\.\/x"/ }, 'the message quotes the rejected id')
   const long = t.throws(() => checkBackupId('x'.repeat(1000)), { code: 'FST_SQLITE_BACKUP_INVALID_ID' }) as Error
   t.ok(long.message.length < 300, `and only the start of a long one (${long.message.length} characters)`)
+})
+
+t.test('snapshotTime: the time of the snapshot, strictly after the newest backup', async (t) => {
+  const at = new Date('2026-03-01T10:00:00.000Z')
+  t.equal(snapshotTime(at, null), at, 'no backup yet: the snapshot time itself')
+  const older = { id: newBackupId(new Date('2026-03-01T09:00:00.000Z')), createdAt: '2026-03-01T09:00:00.000Z' }
+  t.equal(snapshotTime(at, older), at, 'after the newest backup: unchanged')
+  const sameMs = { id: newBackupId(at), createdAt: at.toISOString() }
+  t.equal(snapshotTime(at, sameMs).getTime(), at.getTime() + 1, 'the same millisecond: one later')
+  const future = { id: newBackupId(new Date('2026-03-01T10:00:05.000Z')), createdAt: '2026-03-01T10:00:05.000Z' }
+  t.equal(snapshotTime(at, future).toISOString(), '2026-03-01T10:00:05.001Z', 'a clock that stepped back: still after the newest')
+  // Whatever the clock says, the new id sorts after the newest one (ids have four-digit years: up to 9999).
+  const beforeYear9999 = fc.date({ min: new Date('1970-01-01T00:00:00.000Z'), max: new Date('9998-12-31T23:59:59.999Z'), noInvalidDate: true })
+  t.doesNotThrow(() => fc.assert(fc.property(dates, beforeYear9999, (taken, newestAt) => {
+    const newest = { id: newBackupId(newestAt), createdAt: newestAt.toISOString() }
+    return newBackupId(snapshotTime(taken, newest)) > newest.id
+  }), { numRuns: 1000 }))
 })

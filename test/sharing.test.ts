@@ -1,8 +1,11 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Writable } from 'node:stream'
+import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
+import { Lease } from '../lib/lease'
+import { timeOfId } from '../lib/backup-id'
 import { createDatabase, waitFor } from './helpers'
 
 /** An app whose log lines (JSON, from `info` on) are collected in `lines`. */
@@ -55,4 +58,38 @@ t.test('runOnStart without a schedule runs once and lets go of the schedule', as
   db.prepare('INSERT INTO pairs (n) VALUES (1)').run()
   await waitFor(() => scheduled.app.backup.status().published >= 1, 5000)
   t.equal(scheduled.app.backup.status().scheduledBy, 'this-process')
+})
+
+t.test('a run that waited for another process takes its id and time when its snapshot starts, so ids follow snapshot order', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  // keep: 1 — with ids out of snapshot order, the run that waited would delete its own, newer, backup.
+  const options = { database: db, destination, interval: false as const, keep: 1 }
+  const first = await loggedApp(t, options)
+  const second = await loggedApp(t, options)
+  await first.app.backup.now()
+  const runLease = readdirSync(destination).find((name) => /^\.run-[0-9a-f]+\.lock$/.test(name))!
+  // Another process's run in progress: its lease held by a connection of its own.
+  const holder = new Lease(join(destination, runLease))
+  t.teardown(() => holder.release())
+  t.ok(holder.tryAcquire())
+
+  const insert = db.prepare('INSERT INTO pairs (n) VALUES (?)')
+  insert.run(1)
+  const waited = first.app.backup.now({ force: true })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  // The lease is let go and a run called later takes it first (its next try comes sooner than the waiting run's).
+  const releasedAt = Date.now()
+  holder.release()
+  const later = await second.app.backup.now({ force: true })
+  insert.run(2)
+  const waitedResult = await waited
+
+  t.ok(Date.parse(waitedResult.metadata.createdAt) >= releasedAt, 'the time of the snapshot, not of the call')
+  t.ok(waitedResult.id > later.id, `the newer snapshot has the later id (${waitedResult.id} > ${later.id})`)
+  t.equal(timeOfId(waitedResult.id).getTime(), Date.parse(waitedResult.metadata.createdAt), 'id and createdAt agree')
+  t.ok(existsSync(waitedResult.path), 'the backup it returned still exists after its own retention pass')
+  t.same((await first.app.backup.list()).map((backup) => backup.id), [waitedResult.id], 'keep: 1 kept the newest snapshot')
 })
