@@ -1,7 +1,7 @@
 import { statSync, accessSync, constants as fsConstants } from 'node:fs'
 import { resolve, dirname, join, relative, isAbsolute } from 'node:path'
 import { tmpdir } from 'node:os'
-import type { Database } from 'better-sqlite3'
+import Database from 'better-sqlite3'
 import type { FastifySqliteBackupOptions, DrillFunction } from '../types/index'
 import { toPolicy, describeInvalidKeep, type RetentionPolicy } from './retention'
 import { resolveS3, checkDistinct } from './destinations/s3-options'
@@ -110,7 +110,13 @@ function resolveDatabase (database: unknown, mayBeMissing: boolean): string {
     if (!stats.isFile()) throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`"${path}" is not a file`)
     return path
   }
-  if (isDatabaseHandle(database)) {
+  if (looksLikeDatabaseHandle(database)) {
+    if (!(database instanceof Database)) {
+      throw new FST_SQLITE_BACKUP_INVALID_DATABASE('the connection comes from another copy of better-sqlite3 than the one this plugin loads. ' +
+        'Two copies of SQLite in one process keep separate track of their file locks, so the plugin\'s connections could roll back ' +
+        'the app\'s live journal or drop its locks (sqlite.org/howtocorrupt.html, 2.2.1). Install a single better-sqlite3 ' +
+        '(it is a peer dependency of the plugin: check with npm ls better-sqlite3), or pass the database\'s path')
+    }
     if (!database.open) throw new FST_SQLITE_BACKUP_INVALID_DATABASE('the connection is closed; pass an open connection')
     if (database.memory || database.name === '' || database.name === ':memory:') {
       throw new FST_SQLITE_BACKUP_INVALID_DATABASE('it is an in-memory or temporary database, which no other connection can read; open a database file instead')
@@ -120,12 +126,12 @@ function resolveDatabase (database: unknown, mayBeMissing: boolean): string {
   throw new FST_SQLITE_BACKUP_INVALID_OPTION('database', 'a better-sqlite3 Database or the path of a database file')
 }
 
-// Duck-typed so that a second copy of better-sqlite3 in the app's tree is accepted too.
-function isDatabaseHandle (value: unknown): value is Database {
+// Shaped like a connection; whether it is one of ours is checked next, with a message for each case.
+function looksLikeDatabaseHandle (value: unknown): value is Database.Database {
   return value !== null && typeof value === 'object' &&
-    typeof (value as Database).prepare === 'function' &&
-    typeof (value as Database).name === 'string' &&
-    typeof (value as Database).open === 'boolean'
+    typeof (value as Database.Database).prepare === 'function' &&
+    typeof (value as Database.Database).name === 'string' &&
+    typeof (value as Database.Database).open === 'boolean'
 }
 
 function resolveDestinations (value: unknown, databasePath: string): DestinationSettings[] {
