@@ -225,6 +225,11 @@ export class Backups {
       return result
     } catch (err) {
       const error = err as Error & { code?: string }
+      if (error.code === 'FST_SQLITE_BACKUP_CLOSED') {
+        // Aborted because the app is shutting down: not a failure, and nothing for the app to act on.
+        this.log.info('sqlite backup: the run in flight was aborted because the app is closing; the previous backups are untouched')
+        throw error
+      }
       this.counts.failed++
       this.lastError = { at: new Date(), code: error.code ?? 'UNKNOWN', message: error.message }
       this.log.error({ err: error }, 'sqlite backup failed')

@@ -52,6 +52,8 @@ const KNOWN_OPTIONS = [
   'database', 'destination', 'interval', 'keep', 'runOnStart', 'timeout', 'closeTimeout',
   'drill', 'restoreIfMissing', 'onBackup', 'onError', 'staging'
 ] as const
+// Fastify reads these from the same object as the plugin's own options (fastify.register(plugin, { logLevel })).
+const FASTIFY_REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
 
 /**
  * Validates the user's options and returns a resolved copy. Reads the filesystem (stat) but changes nothing,
@@ -62,7 +64,7 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     throw new FST_SQLITE_BACKUP_INVALID_OPTION('options', 'an object with at least "database" and "destination"')
   }
   for (const key of Object.keys(options)) {
-    if (!(KNOWN_OPTIONS as readonly string[]).includes(key)) {
+    if (!(KNOWN_OPTIONS as readonly string[]).includes(key) && !FASTIFY_REGISTER_OPTIONS.includes(key)) {
       const near = closestName(key, KNOWN_OPTIONS)
       throw new FST_SQLITE_BACKUP_UNKNOWN_OPTION(key, near ? `; did you mean "${near}"?` : `; known options: ${KNOWN_OPTIONS.join(', ')}`)
     }

@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyBaseLogger } from 'fastify'
 import type { FastifySqliteBackupOptions } from '../types/index'
 import { resolveOptions } from './options'
 import { Backups } from './backups'
-import { FST_SQLITE_BACKUP_ALREADY_REGISTERED } from './errors'
+import { FST_SQLITE_BACKUP_ALREADY_REGISTERED, FST_SQLITE_BACKUP_INVALID_OPTION } from './errors'
 
 /**
  * Registration: options checked before any side effect, `fastify.backup` decorated at once, the schedule armed on
@@ -13,7 +13,7 @@ async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: Fas
   if (fastify.hasDecorator('backup')) throw new FST_SQLITE_BACKUP_ALREADY_REGISTERED()
   // Validation first: a rejected registration creates, opens and arms nothing.
   const resolved = resolveOptions(options)
-  const backups = new Backups(resolved, fastify.log)
+  const backups = new Backups(resolved, pluginLogger(fastify, options))
   await backups.prepare()
   if (resolved.restoreIfMissing) await backups.restoreIfMissing()
 
@@ -26,6 +26,20 @@ async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: Fas
   })
   fastify.addHook('onReady', async () => { await backups.start() })
   fastify.addHook('onClose', async () => { await backups.close() })
+}
+
+/**
+ * The plugin's logger. It shares its parent's context (fastify-plugin), so Fastify applies no `logLevel` given at
+ * registration to it: the plugin does, as a user of `register(plugin, { logLevel })` expects.
+ */
+function pluginLogger (fastify: FastifyInstance, options: FastifySqliteBackupOptions): FastifyBaseLogger {
+  const level = (options as { logLevel?: unknown }).logLevel
+  if (level === undefined) return fastify.log
+  try {
+    return fastify.log.child({}, { level: level as string })
+  } catch {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION('logLevel', 'a log level of the app\'s logger, such as \'warn\'')
+  }
 }
 
 export const fastifySqliteBackup = fp(fastifySqliteBackupPlugin, {
