@@ -45,7 +45,7 @@ export const FST_SQLITE_BACKUP_CLOSED = createError(
 
 export const FST_SQLITE_BACKUP_TIMEOUT = createError(
   'FST_SQLITE_BACKUP_TIMEOUT',
-  'The backup did not finish within %d ms and was aborted; no file was published. If a long write transaction holds the database, wait for it to end, or raise the "timeout" option',
+  'The backup did not finish within %d ms and was aborted; no file was published. %s',
   504
 )
 

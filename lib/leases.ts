@@ -83,7 +83,7 @@ export class Leases {
       await this.run.acquire(waiting.signal)
     } catch (err) {
       if (closing.aborted) throw new FST_SQLITE_BACKUP_CLOSED()
-      if (waiting.signal.aborted) throw new FST_SQLITE_BACKUP_TIMEOUT(timeout)
+      if (waiting.signal.aborted) throw new FST_SQLITE_BACKUP_TIMEOUT(timeout, 'It waited all that time for another process\'s backup of this database to end (the run lease): look for a process whose backups take that long, or raise the "timeout" option')
       throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(this.directory, (err as Error).message, { cause: err })
     } finally {
       clearTimeout(timer)

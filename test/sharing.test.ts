@@ -93,3 +93,16 @@ t.test('a run that waited for another process takes its id and time when its sna
   t.ok(existsSync(waitedResult.path), 'the backup it returned still exists after its own retention pass')
   t.same((await first.app.backup.list()).map((backup) => backup.id), [waitedResult.id], 'keep: 1 kept the newest snapshot')
 })
+
+t.test('a run that times out waiting for another process\'s run says so, not "a long write transaction"', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  const { app } = await loggedApp(t, { database: db, destination, interval: false, timeout: 300 })
+  await app.backup.now()
+  const holder = new Lease(join(destination, readdirSync(destination).find((name) => /^\.run-[0-9a-f]+\.lock$/.test(name))!))
+  t.teardown(() => holder.release())
+  t.ok(holder.tryAcquire(), 'another run holds the lease')
+  await t.rejects(app.backup.now({ force: true }), { code: 'FST_SQLITE_BACKUP_TIMEOUT', message: /another process's backup of this database/ })
+})

@@ -63,5 +63,5 @@ export async function runInWorker<T> (task: TaskName, job: unknown, { timeout, d
 }
 
 function stopError (reason: 'timeout' | 'closed' | undefined, timeout: number): Error {
-  return reason === 'timeout' ? new FST_SQLITE_BACKUP_TIMEOUT(timeout) : new FST_SQLITE_BACKUP_CLOSED()
+  return reason === 'timeout' ? new FST_SQLITE_BACKUP_TIMEOUT(timeout, 'If a long write transaction holds the database, wait for it to end, or raise the "timeout" option') : new FST_SQLITE_BACKUP_CLOSED()
 }
