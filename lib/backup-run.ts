@@ -89,6 +89,8 @@ export class BackupRun {
     const { staging, publisher, options, closing } = this.context
     // The id and time are those of the snapshot, taken under the lease: a run that waited for another process's
     // run holds newer data, and must sort after it.
+    // No run of this database and destinations is in progress anywhere but here: what one left is a leftover.
+    await publisher.removeLocalLeftovers(staging.directory)
     const takenAt = new Date()
     const tempPath = staging.snapshotPath(newBackupId(takenAt))
     try {

@@ -8,6 +8,7 @@ import type {
 import type { ResolvedOptions } from './options'
 import type { Destination } from './destinations/destination'
 import { newestBackup, findBackup, withLocalCopy } from './destinations/read'
+import { destinationName } from './destinations/create'
 import { Publisher } from './publisher'
 import { BackupRun } from './backup-run'
 import { RunQueue } from './run-queue'
@@ -22,8 +23,14 @@ import { verifyInWorker } from './verify'
 import { restoreBackup } from './restore'
 import {
   FST_SQLITE_BACKUP_NOT_READY, FST_SQLITE_BACKUP_CLOSED, FST_SQLITE_BACKUP_INVALID_OPTION,
-  FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_INVALID_DESTINATION
+  FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_INVALID_DESTINATION, FST_SQLITE_BACKUP_RESTORE_FAILED
 } from './errors'
+
+/** What registration may still spend of Fastify's pluginTimeout (0: no limit). */
+export interface RegistrationBudget {
+  signal: AbortSignal
+  pluginTimeout: number
+}
 
 /**
  * The backups of one database, as the app sees them: runs them on the schedule and on demand (one at a time,
@@ -50,27 +57,43 @@ export class Backups {
   constructor (private readonly options: ResolvedOptions, private readonly log: FastifyBaseLogger) {
     this.notify = createNotify(options, log)
     const closing = this.closing.signal
-    this.publisher = new Publisher(options.destinations, { keep: options.keep, inUse: this.inUse, log, notify: this.notify, closing })
-    this.staging = new Staging(options.stagingDirectory, this.publisher.primary)
-    const scope = leaseScope(options.databasePath, this.publisher.destinations.map(({ name }) => name))
+    const scope = leaseScope(options.databasePath, options.destinations.map(destinationName))
+    this.publisher = new Publisher(options.destinations, { scope, keep: options.keep, inUse: this.inUse, log, notify: this.notify, closing })
+    this.staging = new Staging(options.stagingDirectory, scope, this.publisher.primary)
     this.leases = new Leases(options.stagingDirectory, scope, log)
     this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing })
     this.queue = new RunQueue((force) => this.runAndReport(force))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
 
-  /** Part of registration: creates the staging directory and checks every destination (one HeadBucket each offsite). */
-  async prepare (): Promise<void> {
+  /**
+   * Part of registration: creates the staging directory and checks every destination (one HeadBucket each
+   * offsite), within `budget` (what is left of Fastify's pluginTimeout).
+   */
+  async prepare (budget: RegistrationBudget): Promise<void> {
     try {
       await this.staging.ensure()
     } catch (err) {
       throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(this.staging.path, (err as Error).message, { cause: err })
     }
-    await this.publisher.prepare()
+    await this.publisher.prepare(budget.signal)
   }
 
-  /** With `restoreIfMissing`: puts the newest good backup where the database should be, before the app opens it. */
-  async restoreIfMissing (): Promise<void> {
+  /**
+   * With `restoreIfMissing`: puts the newest good backup where the database should be, before the app opens it.
+   * Part of registration, so it must end within Fastify's pluginTimeout: past `budget`, it stops cleanly (no file
+   * written) and says how to give it the time it needs, rather than leave a restore running behind a failed boot.
+   */
+  async restoreIfMissing (budget: RegistrationBudget): Promise<void> {
+    try {
+      await this.restoreNewestGood(budget.signal)
+    } catch (err) {
+      if (!budget.signal.aborted) throw err
+      throw new FST_SQLITE_BACKUP_RESTORE_FAILED(this.options.databasePath, `restoring it at registration did not finish within the app's pluginTimeout (${budget.pluginTimeout} ms); raise it (for example Fastify({ pluginTimeout: 300_000 }), or 0 for no limit), or restore with the command-line tool before starting the app`, { cause: err })
+    }
+  }
+
+  private async restoreNewestGood (budget: AbortSignal): Promise<void> {
     const path = this.options.databasePath
     if (await access(path).then(() => true, () => false)) return
     const destination = this.publisher.destinations[0]
@@ -79,8 +102,8 @@ export class Backups {
       try {
         await this.readLocalCopy(destination, backup, (backupPath) => restoreBackup(
           { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to: path, force: false },
-          { timeout: this.options.timeout, signal: this.closing.signal }
-        ))
+          { timeout: this.options.timeout, signal: AbortSignal.any([this.closing.signal, budget]) }
+        ), budget)
         this.log.info({ backup: { id: backup.id, path: backup.path }, database: path }, 'sqlite backup: the database was missing; restored it from the newest good backup')
         return
       } catch (err) {
@@ -98,7 +121,8 @@ export class Backups {
     if (journalMode !== 'wal') {
       this.log.warn({ journalMode }, 'sqlite backup: the database is in %s journal mode, so writers wait while a backup reads it; switch it to WAL (PRAGMA journal_mode = WAL) for backups that block no writer', journalMode)
     }
-    if (!this.publisher.primary) await this.publisher.removeLeftovers(this.staging.directory)
+    const downloads = await this.staging.removeDeadDownloads()
+    if (downloads.length > 0) this.log.info({ leftovers: downloads, staging: this.staging.path }, 'sqlite backup: removed downloads left by processes that are gone')
     this.backupRun.resume(await this.publisher.load())
     this.phase = 'ready'
     if (this.schedule) {
@@ -239,9 +263,9 @@ export class Backups {
   }
 
   /** Runs `work` on a local copy of a backup (downloaded into the staging directory when offsite), kept from retention meanwhile. */
-  private async readLocalCopy<T> (destination: Destination, backup: BackupInfo, work: (path: string) => Promise<T>): Promise<T> {
+  private async readLocalCopy<T> (destination: Destination, backup: BackupInfo, work: (path: string) => Promise<T>, budget?: AbortSignal): Promise<T> {
     return await this.inUse.during(backup.id, async () => {
-      let signal = this.closing.signal
+      let signal = budget ? AbortSignal.any([this.closing.signal, budget]) : this.closing.signal
       if (destination.type !== 'local') {
         await this.staging.ensure()
         signal = AbortSignal.any([signal, AbortSignal.timeout(this.options.timeout)])

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyBaseLogger } from 'fastify'
 import type { FastifySqliteBackupOptions } from '../types/index'
 import { resolveOptions } from './options'
-import { Backups } from './backups'
+import { Backups, type RegistrationBudget } from './backups'
 import { FST_SQLITE_BACKUP_ALREADY_REGISTERED, FST_SQLITE_BACKUP_INVALID_OPTION } from './errors'
 
 /**
@@ -14,8 +14,9 @@ async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: Fas
   // Validation first: a rejected registration creates, opens and arms nothing.
   const resolved = resolveOptions(options)
   const backups = new Backups(resolved, pluginLogger(fastify, options))
-  await backups.prepare()
-  if (resolved.restoreIfMissing) await backups.restoreIfMissing()
+  const budget = registrationBudget(fastify.initialConfig.pluginTimeout)
+  await backups.prepare(budget)
+  if (resolved.restoreIfMissing) await backups.restoreIfMissing(budget)
 
   fastify.decorate('backup', {
     now: (nowOptions) => backups.now(nowOptions),
@@ -26,6 +27,15 @@ async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: Fas
   })
   fastify.addHook('onReady', async () => { await backups.start() })
   fastify.addHook('onClose', async () => { await backups.close() })
+}
+
+// Of Fastify's pluginTimeout, the share registration may use: the rest is margin for Fastify and other plugins.
+const BUDGET_SHARE = 0.8
+
+/** Registration must end within Fastify's pluginTimeout, or the app fails to boot with our work still running. */
+function registrationBudget (pluginTimeout = 10_000): RegistrationBudget {
+  const signal = pluginTimeout > 0 ? AbortSignal.timeout(Math.floor(pluginTimeout * BUDGET_SHARE)) : new AbortController().signal
+  return { signal, pluginTimeout }
 }
 
 /**

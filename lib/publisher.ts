@@ -11,6 +11,8 @@ import { withRetry } from './retry'
 import { removeTemp } from './snapshot'
 import { isPluginError, isTransportError, FST_SQLITE_BACKUP_PUBLISH_FAILED, FST_SQLITE_BACKUP_INVALID_DESTINATION } from './errors'
 
+// The longest a destination's check at registration may take before it counts as unreachable.
+const PREPARE_TIMEOUT = 5000
 // Waits between tries of an upload: up to 1 s, 2 s, 4 s... (full jitter), never more than 30 s.
 const RETRY_BASE_DELAY = 1000
 const RETRY_MAX_DELAY = 30_000
@@ -30,6 +32,8 @@ interface TrackedDestination {
 type Kept = { count: number, bytes: number }
 
 export interface PublisherContext {
+  /** Names the runs of this database and destinations (see leases.ts), and so their temp files. */
+  scope: string
   keep: RetentionPolicy
   inUse: BackupsInUse
   log: FastifyBaseLogger
@@ -58,7 +62,7 @@ export class Publisher {
 
   constructor (settings: DestinationSettings[], private readonly context: PublisherContext) {
     this.tracked = settings.map((item) => ({
-      destination: createDestination(item),
+      destination: createDestination(item, context.scope),
       attempts: item.type === 's3' ? item.attempts : 1,
       lastSuccessAt: null,
       lastError: null,
@@ -83,11 +87,13 @@ export class Publisher {
    * cannot be used, wrong credentials or a missing bucket fail the registration; a store that cannot be reached
    * is only logged, so that an outage of backup storage never keeps the app from starting.
    */
-  async prepare (): Promise<void> {
+  async prepare (signal: AbortSignal): Promise<void> {
+    // Each check gets a few seconds at most: an outage of backup storage must not hold the app's boot.
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(PREPARE_TIMEOUT)])
     await Promise.all(this.tracked.map(async ({ destination }) => {
       if (destination === this.primary) return
       try {
-        await destination.prepare()
+        await destination.prepare(bounded)
       } catch (err) {
         if (destination.type === 'local') throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(destination.name, (err as Error).message, { cause: err })
         // Ours (credentials refused, no bucket, keys that do not match) is a mistake in the setup: no retry fixes it.
@@ -97,12 +103,15 @@ export class Publisher {
     }))
   }
 
-  /** At start: removes what interrupted runs left, learns what each destination holds; returns the newest record of the first. */
+  /**
+   * At start: learns what each destination holds, and removes what interrupted uploads left offsite (judged by age,
+   * so it needs no lease); returns the newest record of the first destination.
+   */
   async load (): Promise<BackupMetadata | null> {
     let newest: BackupMetadata | null = null
     await Promise.all(this.tracked.map(async (item, index) => {
       try {
-        await this.removeLeftovers(item.destination)
+        if (item.destination.type !== 'local') await this.removeLeftovers(item.destination)
         const backups = await item.destination.list()
         item.kept = keptOf(backups)
         item.lastBackupId = backups[0]?.id ?? null
@@ -116,7 +125,13 @@ export class Publisher {
     return newest
   }
 
-  async removeLeftovers (destination: Destination): Promise<void> {
+  /** Holding the run lease: removes what interrupted runs left in the local directories (and in `staging`). */
+  async removeLocalLeftovers (staging: LocalDestination): Promise<void> {
+    const local = this.tracked.map(({ destination }) => destination).filter((destination) => destination.type === 'local')
+    for (const destination of new Set([staging, ...local])) await this.removeLeftovers(destination)
+  }
+
+  private async removeLeftovers (destination: Destination): Promise<void> {
     const leftovers = await destination.removeLeftovers()
     if (leftovers.length > 0) this.context.log.info({ leftovers, destination: destination.name }, 'sqlite backup: removed files left by an interrupted backup')
   }

@@ -1,6 +1,16 @@
-import { randomBytes } from 'node:crypto'
+import { readdir } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import { createHash, randomBytes } from 'node:crypto'
 import { LocalDestination } from './destinations/local'
-import { ensurePrivateDirectory } from './durable-fs'
+import { ensurePrivateDirectory, removeFile } from './durable-fs'
+import { isProcessAlive } from './process-alive'
+
+// A download's owner: this host and boot (containers sharing a volume have their own host names and reuse process
+// ids, so a process id alone says nothing), then the process id.
+const DOWNLOAD = /^\.download-([0-9a-f]{8})-(\d+)-/
+const THIS_HOST = createHash('sha256').update(`${hostname()}\n${bootId()}`).digest('hex').slice(0, 8)
 
 /**
  * The local directory where each snapshot is taken before it is published, and where offsite backups are
@@ -11,8 +21,8 @@ export class Staging {
   /** The directory as a destination: its temp names and leftover cleanup are the same. */
   readonly directory: LocalDestination
 
-  constructor (path: string, readonly primary: LocalDestination | undefined) {
-    this.directory = primary ?? new LocalDestination(path)
+  constructor (path: string, scope: string, readonly primary: LocalDestination | undefined) {
+    this.directory = primary ?? new LocalDestination(path, scope)
   }
 
   get path (): string {
@@ -28,13 +38,34 @@ export class Staging {
     else await ensurePrivateDirectory(this.path)
   }
 
-  /** Where the snapshot of backup `id` is taken. */
-  snapshotPath (id: string): string {
-    return this.directory.tempPath(id, 'sqlite')
+  /** Where a snapshot is taken (`name` makes it unique); only ever under the run lease. */
+  snapshotPath (name: string): string {
+    return this.directory.tempPath(name, 'sqlite')
   }
 
-  /** A fresh path for a download of backup `id`. */
+  /** A fresh path for a download of backup `id`, by verify or restore: owned by this process, lease or not. */
   downloadPath (id: string): string {
-    return this.directory.tempPath(`${id}-${randomBytes(4).toString('hex')}`, 'download')
+    return join(this.path, `.download-${THIS_HOST}-${process.pid}-${id}-${randomBytes(4).toString('hex')}`)
+  }
+
+  /** Removes the downloads of processes of this host that are gone (or of an earlier process with our id). */
+  async removeDeadDownloads (): Promise<string[]> {
+    const names = await readdir(this.path).catch(() => [])
+    const dead = names.filter((name) => {
+      const owner = DOWNLOAD.exec(name)
+      if (owner === null || owner[1] !== THIS_HOST) return false
+      const pid = Number(owner[2])
+      return pid === process.pid || !isProcessAlive(pid)
+    })
+    for (const name of dead) await removeFile(join(this.path, name))
+    return dead
+  }
+}
+
+function bootId (): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+  } catch {
+    return ''
   }
 }

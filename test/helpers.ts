@@ -120,8 +120,8 @@ export function threadCount (): number {
   return Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1])
 }
 
-/** A snapshot in progress: its temp file `.tmp-<pid>-<id>.sqlite` in the destination (not its `-journal`). */
-const SNAPSHOT_TEMP = /^\.tmp-(\d+)-.+\.sqlite$/
+/** A snapshot in progress: its temp file `.tmp-<scope>-<pid>-<id>.sqlite` in the destination (not its `-journal`). */
+const SNAPSHOT_TEMP = /^\.tmp-[0-9a-z]+-(\d+)-.+\.sqlite$/
 
 export interface SnapshotWatch {
   /**

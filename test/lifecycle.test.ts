@@ -173,7 +173,9 @@ t.test('close() during a long backup resolves within closeTimeout and releases e
   const took = Date.now() - started
   db.exec('COMMIT')
   t.ok(took >= 200, `waited for the run first (${took} ms)`)
-  t.ok(took < 3000, `then aborted it (${took} ms)`)
+  // The lock is released only after close() returns: had close() waited for the run to end, it would never return.
+  // The bound is loose on purpose (a loaded machine is slow); what it proves is that the run was aborted.
+  t.ok(took < 15_000, `then aborted it (${took} ms)`)
   await pending
   await queued
   t.same(destinationFiles(destination), [], 'no temp file left')

@@ -1,10 +1,11 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Writable } from 'node:stream'
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 import { Lease } from '../lib/lease'
+import { leaseScope } from '../lib/leases'
 import { timeOfId } from '../lib/backup-id'
 import { createDatabase, waitFor } from './helpers'
 
@@ -99,10 +100,35 @@ t.test('a run that times out waiting for another process\'s run says so, not "a 
   const db = createDatabase(join(dir, 'app.db'))
   t.teardown(() => db.close())
   const destination = join(dir, 'backups')
-  const { app } = await loggedApp(t, { database: db, destination, interval: false, timeout: 300 })
+  const { app } = await loggedApp(t, { database: db, destination, interval: false, timeout: 3000 })
   await app.backup.now()
   const holder = new Lease(join(destination, readdirSync(destination).find((name) => /^\.run-[0-9a-f]+\.lock$/.test(name))!))
   t.teardown(() => holder.release())
   t.ok(holder.tryAcquire(), 'another run holds the lease')
   await t.rejects(app.backup.now({ force: true }), { code: 'FST_SQLITE_BACKUP_TIMEOUT', message: /another process's backup of this database/ })
+})
+
+t.test('a starting process leaves alone what a run in progress elsewhere has written; the next run under the lease cleans up', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  mkdirSync(destination)
+  // Another process (in another container, say: its process id means nothing here) is publishing: it holds the run
+  // lease, its snapshot is a temp file, and its record already has its final name, its data not yet.
+  const scope = leaseScope(join(dir, 'app.db'), [destination])
+  const holder = new Lease(join(destination, `.run-${scope}.lock`))
+  t.teardown(() => holder.release())
+  t.ok(holder.tryAcquire())
+  const inFlight = '20260101T000000000Z-00c0ffee'
+  const files = [`.tmp-${scope}-1-${inFlight}.sqlite`, `${inFlight}.json`, `.tmp-${2 ** 22 + 1}-${inFlight}.sqlite`]
+  for (const name of files) writeFileSync(join(destination, name), 'in progress')
+
+  const { app } = await loggedApp(t, { database: db, destination, interval: false, timeout: 5000 })
+  for (const name of files) t.ok(existsSync(join(destination, name)), `${name} is still there after the start`)
+
+  // The other run ends without publishing (it died, say): the next run here holds the lease, and cleans up.
+  holder.release()
+  const { id } = await app.backup.now()
+  t.same(readdirSync(destination).filter((name) => !/\.lock$/.test(name)).sort(), [`${id}.json`, `${id}.sqlite`])
 })

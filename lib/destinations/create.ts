@@ -9,11 +9,16 @@ export type DestinationSettings = { type: 'local', directory: string } | S3Setti
 // Installed by users who back up to S3 only: a local-only install loads none of it.
 const S3_PACKAGES = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage']
 
-/** The implementation of one configured destination. */
-export function createDestination (settings: DestinationSettings): Destination {
-  if (settings.type === 'local') return new LocalDestination(settings.directory)
+/** The implementation of one configured destination; `scope` names the runs that write to it (see leases.ts). */
+export function createDestination (settings: DestinationSettings, scope?: string): Destination {
+  if (settings.type === 'local') return new LocalDestination(settings.directory, scope)
   const { S3BucketDestination } = loadS3()
   return new S3BucketDestination(settings)
+}
+
+/** How a destination shows in logs, errors and status, and in the scope of the leases: its directory or S3 URL. */
+export function destinationName (settings: DestinationSettings): string {
+  return settings.type === 'local' ? settings.directory : `s3://${settings.bucket}/${settings.prefix}`
 }
 
 /** The S3 implementation, loaded on first use so that the AWS SDK costs nothing to those who do not use it. */

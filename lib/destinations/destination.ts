@@ -10,8 +10,8 @@ export interface Destination {
   /** How it shows in logs, errors and status: a directory, or `s3://bucket/prefix`. Never holds a secret. */
   readonly name: string
   readonly type: 'local' | 's3'
-  /** Creates or checks the destination; cheap, run once at registration. */
-  prepare (): Promise<void>
+  /** Creates or checks the destination; cheap, run once at registration, given up when `signal` aborts. */
+  prepare (signal: AbortSignal): Promise<void>
   /** Every published backup, newest first, with its record. */
   list (): Promise<BackupInfo[]>
   /** One backup by id, validated first. */

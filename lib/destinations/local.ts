@@ -5,19 +5,25 @@ import type { BackupMetadata, BackupInfo } from '../../types/index'
 import { writeNewFile, renameDurably, syncDirectory, removeFile, flushFile } from '../durable-fs'
 import { checkBackupId, idNamePattern } from '../backup-id'
 import { uncompressedRecord } from '../record'
+import { isProcessAlive } from '../process-alive'
 import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
 
 const BACKUP_FILE = idNamePattern(String.raw`\.sqlite`)
 const RECORD_FILE = idNamePattern(String.raw`\.json`)
-const TEMP_OWNER = /^\.tmp-(\d+)-/
+// Temp files of earlier versions, named after their process id.
+const LEGACY_TEMP = /^\.tmp-(\d+)-/
 
 /** The local directory that holds the backups: `<id>.sqlite` beside its metadata `<id>.json`. */
 export class LocalDestination implements Destination {
   readonly directory: string
   readonly type = 'local'
 
-  constructor (directory: string) {
+  /**
+   * `scope` names the runs whose temp files this writes (see leases.ts): they are made only under that scope's run
+   * lease, so whoever holds it may remove them.
+   */
+  constructor (directory: string, private readonly scope = 'run') {
     this.directory = directory
   }
 
@@ -64,7 +70,8 @@ export class LocalDestination implements Destination {
 
   /** A fresh temp path in the destination, so that publishing is a rename within one filesystem. */
   tempPath (id: string, extension: string): string {
-    return join(this.directory, `.tmp-${process.pid}-${id}.${extension}`)
+    // The process id is for people reading the directory; ownership is the scope's, under its run lease.
+    return join(this.directory, `.tmp-${this.scope}-${process.pid}-${id}.${extension}`)
   }
 
   async ensureDirectory (): Promise<void> {
@@ -141,29 +148,23 @@ export class LocalDestination implements Destination {
   }
 
   /**
-   * Removes what an interrupted run left behind: temp files of processes that are gone (or of an earlier
-   * process that had our pid) and records whose backup file never got its final name.
+   * Removes what an interrupted run left behind: this scope's temp files and records whose backup file never got
+   * its final name. Call it holding the scope's run lease: then no run that could still finish them is in progress,
+   * in this process or any other (a process id would not tell: containers sharing a volume reuse them).
    */
   async removeLeftovers (): Promise<string[]> {
     const names = await readdir(this.directory)
     const published = new Set(names.filter((name) => BACKUP_FILE.test(name)))
+    const ours = `.tmp-${this.scope}-`
     const leftovers = names.filter((name) => {
-      const owner = TEMP_OWNER.exec(name)
-      if (owner) return Number(owner[1]) === process.pid || !isProcessAlive(Number(owner[1]))
+      if (name.startsWith(ours)) return true
+      const legacy = LEGACY_TEMP.exec(name)
+      if (legacy) return Number(legacy[1]) === process.pid || !isProcessAlive(Number(legacy[1]))
       const record = RECORD_FILE.exec(name)
       return record !== null && !published.has(`${record[1]}.sqlite`)
     })
     for (const name of leftovers) await removeFile(join(this.directory, name))
     if (leftovers.length > 0) await syncDirectory(this.directory)
     return leftovers
-  }
-}
-
-function isProcessAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

@@ -53,10 +53,13 @@ export class S3BucketDestination implements Destination {
     })
   }
 
-  /** One HeadBucket: a wrong bucket or credentials show at startup, not at the first backup. */
-  async prepare (): Promise<void> {
+  /**
+   * One HeadBucket: a wrong bucket or credentials show at startup, not at the first backup. Given up when `signal`
+   * aborts, so that a server that takes packets and never answers cannot hold the app's boot.
+   */
+  async prepare (signal: AbortSignal): Promise<void> {
     await this.recipient()
-    await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket })))
+    await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }), { abortSignal: signal }))
   }
 
   /** The age recipient to encrypt to: given, or derived from the identity; both given must match. */

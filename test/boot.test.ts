@@ -1,0 +1,64 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import { createServer, type Socket } from 'node:net'
+import { once } from 'node:events'
+import { Writable } from 'node:stream'
+import { existsSync, readdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import backup from 'fastify-sqlite-backup'
+import { createDatabase, buildApp, count, delay } from './helpers'
+
+// Registration runs within Fastify's pluginTimeout: past it the app fails to boot with FST_ERR_PLUGIN_TIMEOUT, and
+// whatever the plugin was doing goes on behind the failed boot.
+
+t.test('an S3 endpoint that takes connections and never answers does not hold the boot', async (t) => {
+  const sockets = new Set<Socket>()
+  const silent = createServer((socket) => { sockets.add(socket) })
+  silent.listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  t.teardown(() => { for (const socket of sockets) socket.destroy(); silent.close() })
+  const { port } = silent.address() as { port: number }
+
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const warnings: string[] = []
+  const stream = new Writable({ write (chunk, _encoding, callback) { const line = JSON.parse(String(chunk)); if (line.level === 40) warnings.push(line.msg); callback() } })
+  const app = Fastify({ pluginTimeout: 3000, logger: { level: 'warn', stream } })
+  t.teardown(() => app.close())
+  await app.register(backup, {
+    database: db,
+    destination: { type: 's3', bucket: 'backups', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } },
+    staging: join(dir, 'staging'),
+    interval: false
+  })
+  await app.ready()
+  t.ok(sockets.size >= 1, 'the bucket check did reach the silent server')
+  t.ok(warnings.some((message) => /cannot reach/.test(message)), 'the app booted, and the unreachable destination is logged')
+})
+
+t.test('restoreIfMissing that cannot finish within pluginTimeout stops cleanly and says how to give it time', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const destination = join(dir, 'backups')
+  const db = createDatabase(path, { rows: 40_000 })
+  const first = await buildApp(t, { database: db, destination, interval: false })
+  await first.backup.now()
+  await first.close()
+  db.close()
+  rmSync(path)
+
+  const tight = Fastify({ pluginTimeout: 100 })
+  t.teardown(() => tight.close())
+  tight.register(backup, { database: path, destination, interval: false, restoreIfMissing: true })
+  await t.rejects(async () => { await tight.ready() }, { code: 'FST_SQLITE_BACKUP_RESTORE_FAILED', message: /pluginTimeout/ })
+  await delay(1000)
+  t.equal(existsSync(path), false, 'no database appears later, behind the failed boot')
+  t.same(readdirSync(dir).filter((name) => name.includes('.restore-')), [], 'no temp file left beside it')
+
+  const roomy = Fastify({ pluginTimeout: 0 })
+  t.teardown(() => roomy.close())
+  await roomy.register(backup, { database: path, destination, interval: false, restoreIfMissing: true })
+  await roomy.ready()
+  t.equal(count(path, 'items'), 40_100, 'with the time it needs, the same restore works')
+})
