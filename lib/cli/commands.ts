@@ -12,7 +12,8 @@ import { newestBackup, newestGoodBackup, backupAt, withLocalCopy } from '../dest
 import { checksumOf } from '../record'
 import { verifyBackupFile } from '../verify'
 import { restoreBackup } from '../restore'
-import { DEFAULT_KEEP, DEFAULT_TIMEOUT } from '../options'
+import { DEFAULT_TIMEOUT } from '../options'
+import { KEEP_EVERYTHING } from '../retention'
 import { fastifySqliteBackup } from '../plugin'
 import { missingPackage } from '../optional-dependency'
 import {
@@ -122,9 +123,11 @@ async function restoreCommand ({ positionals: [dir, id], values }: Invocation): 
 }
 
 async function backupCommand ({ positionals: [database, dir], values }: Invocation): Promise<Outcome> {
-  const keep = values.keep === undefined ? DEFAULT_KEEP : parseKeep(String(values.keep))
+  // Without --keep nothing is deleted: cron may point the tool at the app's own destination, whose backups the app's
+  // retention policy (daily, weekly, monthly...) looks after.
+  const keep = values.keep === undefined ? KEEP_EVERYTHING : parseKeep(String(values.keep))
   const Fastify = await loadFastify()
-  // The plugin itself, so that a backup from cron is made, named, checked and pruned exactly as the app's are.
+  // The plugin itself, so that a backup from cron is made, named, checked and published exactly as the app's are.
   const app = Fastify({ logger: false })
   try {
     await app.register(fastifySqliteBackup, { database, destination: dir, interval: false, keep })

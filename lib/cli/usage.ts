@@ -55,11 +55,13 @@ switches it back.
 ${S3_USAGE}`,
   backup: `Usage: ${TOOL} backup <database> <dir> [--keep N] [--force] [--json]
 
-Takes one consistent backup of <database> into <dir>, with the same engine,
-file layout and retention as the plugin (for cron). A run where nothing
-changed since the newest backup is skipped.
+Takes one consistent backup of <database> into <dir>, with the same engine
+and file layout as the plugin (for cron). A run where nothing changed since
+the newest backup is skipped.
 
-  --keep <N>    keep the N newest backups, delete older ones (default 24)
+  --keep <N>    then keep the N newest good backups in <dir> and delete the
+                others; without --keep, nothing is deleted (the app's own
+                retention policy looks after a destination it shares)
   --force       publish a new backup even if nothing changed
 `
 }
