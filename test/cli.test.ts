@@ -18,7 +18,12 @@ interface Run {
 
 /** Runs the built tool as a real child process, as cron or an operator would. */
 function cli (...args: string[]): Run {
-  const child = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 })
+  return cliIn(undefined, ...args)
+}
+
+/** The same, in the working directory `cwd`. */
+function cliIn (cwd: string | undefined, ...args: string[]): Run {
+  const child = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', timeout: 60_000 })
   return { code: child.status, stdout: child.stdout, stderr: child.stderr }
 }
 
@@ -169,6 +174,22 @@ t.test('backup without --keep deletes nothing: 30 backups of the app, the newest
   t.same(backupsIn(destination), [run.value.id, ...made], 'every backup of the app is still there')
   t.equal(readdirSync(destination).filter((name) => name.endsWith('.json')).length, 31, 'and every record')
   t.equal(cliJson('list', destination).value[1].good, false, 'the one whose drill failed included')
+})
+
+t.test('backup to a URL that is not a directory nor a valid s3:// destination: exit 2, and no directory named after it', async (t) => {
+  const dir = t.testdir()
+  const source = join(dir, 'app.db')
+  sourceDatabase(source, 3)
+  for (const url of ['s3://Not_A_Bucket/app', 's3://', 'gs://bucket/app', 'https://example.com/backups']) {
+    const run = cliIn(dir, 'backup', source, url)
+    t.equal(run.code, 2, url)
+    t.equal(run.stdout, '')
+    t.match(run.stderr.split('\n')[0], url.startsWith('s3://') ? `invalid destination "${url}"` : `unsupported destination "${url}"`)
+  }
+  const local = cliIn(dir, 'backup', source, join(dir, 'backups'), '--recipient', 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p')
+  t.equal(local.code, 2, '--recipient on a directory')
+  t.match(local.stderr, /--recipient applies to an s3:\/\/bucket\/prefix destination only/)
+  t.same(readdirSync(dir).filter((name) => !name.startsWith('app.db')), [], 'nothing was created')
 })
 
 t.test('backup fails with exit 1 and the error code when the database is missing', async (t) => {
@@ -434,7 +455,7 @@ t.test('--help on the tool and on each command, --version', async (t) => {
     }
   }
   t.match(cli('restore', '--help').stdout, /--to <path>[^]*--at <time>[^]*--force/)
-  t.match(cli('backup', '--help').stdout, /--keep <N>[^]*without --keep, nothing is deleted/)
+  t.match(cli('backup', '--help').stdout, /--keep <N>[^]*without --keep, nothing is deleted[^]*s3:\/\/bucket\/prefix[^]*--recipient/)
   t.match(cli('verify', '--help').stdout, /--all/)
 
   const version = cli('--version')
