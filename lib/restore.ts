@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs'
-import { open, stat } from 'node:fs/promises'
+import { open, stat, realpath } from 'node:fs/promises'
 import { createHash, randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import type { Checksum } from './record'
@@ -27,15 +27,17 @@ export interface RestoreRequest {
   livePath?: string
 }
 
+// A database's files: the ones a restore replaces (the first) or removes (the others), and the ones SQLite uses.
+const DATABASE_FILES = ['', '-wal', '-shm', '-journal'] as const
+
 /**
  * Writes a backup to `to` atomically: a verified copy in a temp file beside the target, then one rename. Stale
  * -wal/-shm/-journal files of the target are removed first, so SQLite cannot replay an old log onto restored data.
  */
 export async function restoreBackup (request: RestoreRequest, options: WorkerTaskOptions): Promise<Checksum> {
   const { to } = request
-  if (request.livePath !== undefined && to === request.livePath) {
-    throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, 'it is the database being backed up, which is open; stop the app and restore with the command-line tool, or restore to another path')
-  }
+  // Decided before anything is created or removed.
+  await refuseLiveTarget(to, request.livePath)
   const existing = await stat(to).catch(() => undefined)
   if (existing?.isDirectory()) throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, 'it is a directory; give the path of a database file')
   if (existing && !request.force) throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, 'the file exists; pass force (--force on the command line) to replace it')
@@ -48,6 +50,8 @@ export async function restoreBackup (request: RestoreRequest, options: WorkerTas
   }
   try {
     const copied = await runInWorker<Checksum>('copy', { from: request.backupPath, tempPath, expected: request.expected }, options)
+    // Again: the copy may have taken minutes, time enough for a deploy to switch a symlink on the target's path.
+    await refuseLiveTarget(to, request.livePath)
     for (const suffix of ['-wal', '-shm', '-journal']) await removeFile(`${to}${suffix}`)
     await renameDurably(tempPath, to, dirname(to))
     return copied
@@ -62,6 +66,43 @@ export async function restoreBackup (request: RestoreRequest, options: WorkerTas
     }
     throw new FST_SQLITE_BACKUP_RESTORE_FAILED(to, err.code ? `${err.message} (${err.code})` : err.message)
   }
+}
+
+/**
+ * Refuses a target that is the live database, or whose files the restore would replace or remove include one of the
+ * live database's (its -wal above all, which holds commits not yet in the database file). Compared by what the paths
+ * are, not how they are spelled: a symlink to the file, a hard link, a symlinked directory on the way (a deploy's
+ * `current/`) all name the live files under another string.
+ */
+async function refuseLiveTarget (to: string, livePath: string | undefined): Promise<void> {
+  if (livePath === undefined) return
+  const live = await Promise.all(DATABASE_FILES.map((suffix) => identify(`${livePath}${suffix}`)))
+  for (const suffix of DATABASE_FILES) {
+    const target = await identify(`${to}${suffix}`)
+    const match = live.findIndex((file) => sameFile(target, file))
+    if (match === -1) continue
+    const subject = suffix === '' ? 'it is' : `its ${suffix} file would be`
+    const which = match === 0 ? '' : `the ${DATABASE_FILES[match]} file of `
+    const how = `${to}${suffix}` === `${livePath}${DATABASE_FILES[match]}` ? '' : ` "${livePath}", reached by another path (a symlink, a hard link or a symlinked directory),`
+    throw new FST_SQLITE_BACKUP_RESTORE_REFUSED(to, `${subject} ${which}the database being backed up${how} which is open; stop the app and restore with the command-line tool, or restore to another path`)
+  }
+}
+
+interface FileIdentity {
+  /** Device and inode, when the file exists (through symlinks, as open() would reach it). */
+  inode?: string
+  /** The real path: of the file, or of its directory plus its name when it does not exist (yet). */
+  path: string
+}
+
+async function identify (path: string): Promise<FileIdentity> {
+  const stats = await stat(path, { bigint: true }).catch(() => undefined)
+  const real = await realpath(path).catch(async () => join(await realpath(dirname(path)).catch(() => dirname(path)), basename(path)))
+  return { inode: stats === undefined ? undefined : `${stats.dev}:${stats.ino}`, path: real }
+}
+
+function sameFile (a: FileIdentity, b: FileIdentity): boolean {
+  return (a.inode !== undefined && a.inode === b.inode) || a.path === b.path
 }
 
 /** Runs in a worker thread: copies the backup into the temp file, checking its checksum and integrity. */

@@ -29,6 +29,16 @@ const RULES = ['last', ...BUCKET_RULES] as const
 const POLICY_KEYS: readonly string[] = [...RULES, 'utc']
 const EXPECTED = 'a whole number of at least 1, or an object such as { last: 24, daily: 7 }'
 
+const KEEPS_EVERYTHING = Symbol('keeps every backup')
+
+/**
+ * A policy that deletes nothing, bad backups included: for a caller that was not asked to prune (the command-line
+ * tool's `backup` without --keep). Not expressible in the public `keep` option, which needs a rule of at least 1: it
+ * passes that validation as `{ last: Number.MAX_SAFE_INTEGER }`, and the marker, which only this module can set, makes
+ * backupsToKeep keep the backups whose drill failed too (`last` alone would delete them).
+ */
+export const KEEP_EVERYTHING: RetentionPolicy = Object.freeze({ last: Number.MAX_SAFE_INTEGER, [KEEPS_EVERYTHING]: true })
+
 /** Normalizes the user's `keep` option: a positive integer N means { last: N }. Throws nothing; validation is elsewhere. */
 export function toPolicy (keep: number | RetentionPolicy): RetentionPolicy {
   return typeof keep === 'number' ? { last: keep } : keep
@@ -36,6 +46,7 @@ export function toPolicy (keep: number | RetentionPolicy): RetentionPolicy {
 
 /** The ids to keep; everything else may be deleted. Pure: depends only on its arguments. */
 export function backupsToKeep (backups: readonly RetentionCandidate[], policy: RetentionPolicy): Set<string> {
+  if ((policy as { [KEEPS_EVERYTHING]?: boolean })[KEEPS_EVERYTHING] === true) return new Set(backups.map((backup) => backup.id))
   const newestFirst = [...backups].sort(byAge).reverse()
   const keep = new Set<string>()
   if (newestFirst.length > 0) keep.add(newestFirst[0].id)

@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
 import Database from 'better-sqlite3'
+import FakeTimers from '@sinonjs/fake-timers'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync, openSync, readSync, writeSync, closeSync, truncateSync, rmSync, statSync, readdirSync } from 'node:fs'
 import { createHash } from 'node:crypto'
@@ -17,7 +18,12 @@ interface Run {
 
 /** Runs the built tool as a real child process, as cron or an operator would. */
 function cli (...args: string[]): Run {
-  const child = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 })
+  return cliIn(undefined, ...args)
+}
+
+/** The same, in the working directory `cwd`. */
+function cliIn (cwd: string | undefined, ...args: string[]): Run {
+  const child = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', timeout: 60_000 })
   return { code: child.status, stdout: child.stdout, stderr: child.stderr }
 }
 
@@ -134,6 +140,56 @@ t.test('backup --keep prunes the oldest backups; a bad --keep is a usage error',
     t.match(run.stderr, /^fastify-sqlite-backup: invalid --keep/)
   }
   t.equal(backupFiles(destination).length, 2, 'a usage error backs up nothing')
+})
+
+t.test('backup without --keep deletes nothing: 30 backups of the app, the newest one with a failed drill, all stay', async (t) => {
+  const dir = t.testdir()
+  const source = join(dir, 'app.db')
+  const destination = join(dir, 'backups')
+  sourceDatabase(source, 5)
+  // The app's own backups, one a day through June under its own policy, which keeps them all; the last one failed
+  // its drill (kept by the app as its newest, for someone to look at).
+  const clock = FakeTimers.install({ toFake: ['Date'] })
+  t.teardown(() => clock.uninstall())
+  const keep = { last: 2, daily: 30, utc: true }
+  const made: string[] = []
+  const app = await buildApp(t, { database: source, destination, interval: false, keep })
+  for (let day = 1; day < 30; day++) {
+    clock.setSystemTime(new Date(Date.UTC(2026, 5, day, 12)))
+    made.unshift((await app.backup.now({ force: true })).id)
+  }
+  await app.close()
+  const drilled = await buildApp(t, { database: source, destination, interval: false, keep, drill: 'SELECT 0' })
+  clock.setSystemTime(new Date(Date.UTC(2026, 5, 30, 12)))
+  made.unshift((await drilled.backup.now({ force: true })).id)
+  await drilled.close()
+  clock.uninstall()
+  t.same(backupsIn(destination), made, 'the app keeps all 30')
+
+  // Cron runs the tool on the app's destination after a commit, as a crontab line would: no --keep.
+  addRows(source, 1)
+  const run = cliJson('backup', source, destination)
+  t.equal(run.code, 0, run.stderr)
+  t.equal(run.value.skipped, false, 'a new backup was published')
+  t.same(backupsIn(destination), [run.value.id, ...made], 'every backup of the app is still there')
+  t.equal(readdirSync(destination).filter((name) => name.endsWith('.json')).length, 31, 'and every record')
+  t.equal(cliJson('list', destination).value[1].good, false, 'the one whose drill failed included')
+})
+
+t.test('backup to a URL that is not a directory nor a valid s3:// destination: exit 2, and no directory named after it', async (t) => {
+  const dir = t.testdir()
+  const source = join(dir, 'app.db')
+  sourceDatabase(source, 3)
+  for (const url of ['s3://Not_A_Bucket/app', 's3://', 'gs://bucket/app', 'https://example.com/backups']) {
+    const run = cliIn(dir, 'backup', source, url)
+    t.equal(run.code, 2, url)
+    t.equal(run.stdout, '')
+    t.match(run.stderr.split('\n')[0], url.startsWith('s3://') ? `invalid destination "${url}"` : `unsupported destination "${url}"`)
+  }
+  const local = cliIn(dir, 'backup', source, join(dir, 'backups'), '--recipient', 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p')
+  t.equal(local.code, 2, '--recipient on a directory')
+  t.match(local.stderr, /--recipient applies to an s3:\/\/bucket\/prefix destination only/)
+  t.same(readdirSync(dir).filter((name) => !name.startsWith('app.db')), [], 'nothing was created')
 })
 
 t.test('backup fails with exit 1 and the error code when the database is missing', async (t) => {
@@ -399,7 +455,7 @@ t.test('--help on the tool and on each command, --version', async (t) => {
     }
   }
   t.match(cli('restore', '--help').stdout, /--to <path>[^]*--at <time>[^]*--force/)
-  t.match(cli('backup', '--help').stdout, /--keep <N>[^]*default 24/)
+  t.match(cli('backup', '--help').stdout, /--keep <N>[^]*without --keep, nothing is deleted[^]*s3:\/\/bucket\/prefix[^]*--recipient/)
   t.match(cli('verify', '--help').stdout, /--all/)
 
   const version = cli('--version')

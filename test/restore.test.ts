@@ -2,7 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import Database from 'better-sqlite3'
 import FakeTimers from '@sinonjs/fake-timers'
-import { existsSync, openSync, writeSync, closeSync, writeFileSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync, readFileSync, rmSync, statSync, readdirSync, mkdirSync, symlinkSync, linkSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
 import { createDatabase, buildApp, count, startPairWriter, delay } from './helpers'
@@ -155,6 +155,49 @@ t.test('restore refuses to overwrite without force, never touches the live datab
   await t.rejects(app.backup.restore({ at: 'not a time' }, { to: target }), { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
   await t.rejects(app.backup.restore(first.id, {} as never), { code: 'FST_SQLITE_BACKUP_INVALID_OPTION' })
 })
+
+// A deploy layout: the app opens releases/r1/app.db, and `current` is a symlink to releases/r1. Every alias below is
+// a path string other than the live one that names the live database (or one of its files) all the same.
+const ALIASES: Array<[string, (dir: string, live: string) => string]> = [
+  ['through a symlinked directory', (dir) => join(dir, 'current', 'app.db')],
+  ['a symlink to the file', (dir, live) => { symlinkSync(live, join(dir, 'link.db')); return join(dir, 'link.db') }],
+  ['a hard link', (dir, live) => { linkSync(live, join(dir, 'hard.db')); return join(dir, 'hard.db') }],
+  ['its -wal file, through the symlinked directory', (dir) => join(dir, 'current', 'app.db-wal')],
+  ['a path to where the live file was, deleted while the app has it open', (dir, live) => { rmSync(live); return join(dir, 'current', 'app.db') }]
+]
+
+for (const [name, alias] of ALIASES) {
+  t.test(`restore refuses the live database reached by another path: ${name}`, async (t) => {
+    const dir = t.testdir()
+    const release = join(dir, 'releases', 'r1')
+    mkdirSync(release, { recursive: true })
+    symlinkSync(join('releases', 'r1'), join(dir, 'current'))
+    const live = join(release, 'app.db')
+    const db = createDatabase(live, { rows: 10 })
+    t.teardown(() => db.close())
+    const app = await buildApp(t, { database: db, destination: join(dir, 'backups'), interval: false })
+    const made = await app.backup.now()
+    // Committed after the backup and still only in the -wal: a restore over the live files would lose it.
+    db.prepare('INSERT INTO items (body) VALUES (?)').run(Buffer.from('only in the wal'))
+    const to = alias(dir, live)
+    const identity = (path: string): string => { const stats = statSync(path, { throwIfNoEntry: false }); return stats ? `${stats.dev}:${stats.ino}` : 'missing' }
+    const walBefore = readFileSync(`${live}-wal`)
+    const filesBefore = [`${live}-wal`, `${live}-shm`].map(identity)
+
+    await t.rejects(app.backup.restore(made.id, { to, force: true }), {
+      code: 'FST_SQLITE_BACKUP_RESTORE_REFUSED',
+      message: `the database being backed up "${live}", reached by another path (a symlink, a hard link or a symlinked directory), which is open`
+    })
+
+    t.same([`${live}-wal`, `${live}-shm`].map(identity), filesBefore, 'the live -wal and -shm are the same files')
+    t.ok(readFileSync(`${live}-wal`).equals(walBefore), 'the live -wal is unchanged')
+    t.same(readdirSync(release).filter((entry) => entry.includes('restore')), [], 'no temp file left beside the live database')
+    t.equal((db.prepare('SELECT count(*) AS n FROM items').get() as { n: number }).n, 11, 'the app reads every row, the one in the -wal too')
+    db.prepare('INSERT INTO items (body) VALUES (?)').run(Buffer.from('after'))
+    t.equal((db.prepare('SELECT count(*) AS n FROM items').get() as { n: number }).n, 12, 'and its connection still writes')
+    if (existsSync(live)) t.equal(count(live, 'items'), 12, 'another connection sees the same database')
+  })
+}
 
 t.test('restoreIfMissing puts the newest good backup in place before the app opens it', async (t) => {
   const dir = t.testdir()

@@ -1,6 +1,6 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { existsSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
@@ -33,8 +33,9 @@ function s3Tests (server: S3Server): void {
   })
 
   /** The command-line tool as a real process, with the server's keys in its environment as a user would set them. */
-  const cli = () => async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
+  const cli = ({ cwd }: { cwd?: string } = {}) => async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
     const child = spawn(process.execPath, [join(__dirname, '..', 'dist', 'cli', 'main.js'), ...args], {
+      cwd,
       env: { ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey }
     })
     let stdout = ''
@@ -399,6 +400,54 @@ function s3Tests (server: S3Server): void {
     const flags = await run('list', dir, '--endpoint', server.endpoint)
     t.equal(flags.code, 2, 'S3 flags on a directory are a usage error')
     t.notMatch(listed.stdout + verified.stdout + restored.stdout + missing.stderr, server.secretAccessKey)
+  })
+
+  t.test('the command-line tool backs up to s3:// as the plugin does, encrypted with --recipient alone, and writes nothing locally', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const source = join(dir, 'app.db')
+    createDatabase(source, { rows: 20 }).close()
+    // Run from the test's directory: a URL taken for a relative path would show up there as `s3:/bucket/...`.
+    const run = cli({ cwd: dir })
+    const url = `s3://${bucket}/cron/app`
+    const where = ['--endpoint', server.endpoint, '--region', server.region, '--path-style']
+
+    const first = await run('backup', source, url, ...where, '--json')
+    t.equal(first.code, 0, first.stderr)
+    const made = JSON.parse(first.stdout)
+    t.match(made, { skipped: false, path: `s3://${bucket}/cron/app/${made.id}.sqlite.gz`, metadata: { compression: 'gzip', file: `${made.id}.sqlite.gz` } })
+    t.same(await listKeys(server, bucket), [`cron/app/${made.id}.json`, `cron/app/${made.id}.sqlite.gz`], 'the data and its record, where the plugin puts them')
+    t.same(readdirSync(dir).filter((name) => !name.startsWith('app.db')), [], 'nothing written in the working directory')
+
+    // The plugin reads it as one of its own; a second run finds it and skips.
+    const app = await buildApp(t, { database: join(dir, 'app.db'), destination: s3(bucket, { prefix: 'cron/app' }), staging: join(dir, 'staging'), interval: false })
+    t.same((await app.backup.list()).map((backup) => backup.id), [made.id])
+    t.equal((await app.backup.verify(made.id)).ok, true)
+    const again = await run('backup', source, url, ...where, '--json')
+    t.equal(again.code, 0, again.stderr)
+    t.match(JSON.parse(again.stdout), { skipped: true, id: made.id })
+    const restored = await run('restore', url, '--to', join(dir, 'restored.db'), ...where)
+    t.equal(restored.code, 0, restored.stderr)
+    t.equal(count(join(dir, 'restored.db'), 'items'), 20)
+
+    // Encrypted with the public key alone, as a cron host that must not hold the secret one would; the identity reads it back.
+    const age = await import('age-encryption')
+    const identity = await age.generateIdentity()
+    const recipient = await age.identityToRecipient(identity)
+    const sealedUrl = `s3://${bucket}/sealed`
+    const sealed = await run('backup', source, sealedUrl, ...where, '--recipient', recipient, '--json')
+    t.equal(sealed.code, 0, sealed.stderr)
+    const sealedBackup = JSON.parse(sealed.stdout)
+    t.match(sealedBackup, { metadata: { encryption: 'age', file: `${sealedBackup.id}.sqlite.gz.age` } })
+    const keyFile = join(dir, 'key.txt')
+    writeFileSync(keyFile, `${identity}\n`, { mode: 0o600 })
+    const opened = await run('restore', sealedUrl, '--identity-file', keyFile, '--to', join(dir, 'sealed.db'), ...where)
+    t.equal(opened.code, 0, opened.stderr)
+    t.equal(count(join(dir, 'sealed.db'), 'items'), 20)
+    const notARecipient = await run('backup', source, sealedUrl, ...where, '--recipient', 'age1nope')
+    t.equal(notARecipient.code, 2, 'a malformed recipient is a usage error')
+    t.match(notARecipient.stderr, /invalid destination/)
+    t.notMatch(first.stdout + first.stderr + sealed.stdout + sealed.stderr + opened.stdout, server.secretAccessKey)
   })
 
   t.test('an S3 destination that cannot be reached at startup does not keep the app from starting', async (t) => {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { stat, mkdtemp, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { tmpdir } from 'node:os'
-import type { BackupInfo, RestoreResult, VerifyResult } from '../../types/index'
+import type { BackupInfo, RestoreResult, VerifyResult, S3Destination } from '../../types/index'
 import type { Destination } from '../destinations/destination'
 import { LocalDestination } from '../destinations/local'
 import { createDestination } from '../destinations/create'
@@ -12,7 +12,8 @@ import { newestBackup, newestGoodBackup, backupAt, withLocalCopy } from '../dest
 import { checksumOf } from '../record'
 import { verifyBackupFile } from '../verify'
 import { restoreBackup } from '../restore'
-import { DEFAULT_KEEP, DEFAULT_TIMEOUT } from '../options'
+import { DEFAULT_TIMEOUT } from '../options'
+import { KEEP_EVERYTHING } from '../retention'
 import { fastifySqliteBackup } from '../plugin'
 import { missingPackage } from '../optional-dependency'
 import {
@@ -68,7 +69,7 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
     run: restoreCommand
   },
   backup: {
-    options: { keep: { type: 'string' }, force: { type: 'boolean' } },
+    options: { keep: { type: 'string' }, force: { type: 'boolean' }, recipient: { type: 'string' }, ...S3_OPTIONS },
     required: ['database', 'dir'],
     optional: [],
     run: backupCommand
@@ -122,12 +123,15 @@ async function restoreCommand ({ positionals: [dir, id], values }: Invocation): 
 }
 
 async function backupCommand ({ positionals: [database, dir], values }: Invocation): Promise<Outcome> {
-  const keep = values.keep === undefined ? DEFAULT_KEEP : parseKeep(String(values.keep))
+  // Without --keep nothing is deleted: cron may point the tool at the app's own destination, whose backups the app's
+  // retention policy (daily, weekly, monthly...) looks after.
+  const keep = values.keep === undefined ? KEEP_EVERYTHING : parseKeep(String(values.keep))
+  const destination = isS3Url(dir) ? s3Descriptor(dir, values) : localDirectory(dir, values)
   const Fastify = await loadFastify()
-  // The plugin itself, so that a backup from cron is made, named, checked and pruned exactly as the app's are.
+  // The plugin itself, so that a backup from cron is made, named, checked and published exactly as the app's are.
   const app = Fastify({ logger: false })
   try {
-    await app.register(fastifySqliteBackup, { database, destination: dir, interval: false, keep })
+    await app.register(fastifySqliteBackup, { database, destination, interval: false, keep })
     await app.ready()
     const result = await app.backup.now({ force: values.force === true })
     return { value: result, text: formatBackup(result) }
@@ -138,37 +142,63 @@ async function backupCommand ({ positionals: [database, dir], values }: Invocati
 
 /** The destination must already exist for list, verify and restore: a typo must not look like "no backups". */
 async function openDestination (dir: string, values: Values): Promise<Destination> {
-  if (dir.startsWith('s3://')) return openS3(dir, values)
-  if (values.endpoint !== undefined || values.region !== undefined || values['path-style'] !== undefined || values['identity-file'] !== undefined) {
-    throw new UsageError('--endpoint, --region, --path-style and --identity-file apply to an s3://bucket/prefix destination only')
-  }
-  const path = resolve(dir)
+  if (isS3Url(dir)) return openS3(dir, values)
+  const path = resolve(localDirectory(dir, values))
   const stats = await stat(path).catch(() => undefined)
   if (!stats) throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, 'it does not exist')
   if (!stats.isDirectory()) throw new FST_SQLITE_BACKUP_INVALID_DESTINATION(path, 'it is not a directory')
   return new LocalDestination(path)
 }
 
-/** `s3://bucket/prefix`; the region defaults to AWS_REGION (or us-east-1, which S3-compatible servers accept). */
+// Any other scheme (gs://, https://, ...) would otherwise be taken for a relative path: `./gs:/bucket/prefix`.
+const URL_SCHEME = /^[a-z][a-z0-9+.-]+:\/\//i
+
+function isS3Url (dir: string): boolean {
+  if (dir.startsWith('s3://')) return true
+  if (URL_SCHEME.test(dir)) throw new UsageError(`unsupported destination "${dir}": give a directory or s3://bucket/prefix`)
+  return false
+}
+
+const S3_FLAGS = ['endpoint', 'region', 'path-style', 'identity-file', 'recipient']
+
+/** A directory destination: the S3 flags are a mistake with it. */
+function localDirectory (dir: string, values: Values): string {
+  const given = S3_FLAGS.filter((flag) => values[flag] !== undefined)
+  if (given.length > 0) throw new UsageError(`--${given[0]} applies to an s3://bucket/prefix destination only`)
+  return dir
+}
+
 function openS3 (url: string, values: Values): Destination {
+  return createDestination(resolveS3({ ...s3Descriptor(url, values) }, url))
+}
+
+/**
+ * `s3://bucket/prefix` as the plugin's S3 destination, checked as the plugin checks it (a mistake is a usage error).
+ * The region defaults to AWS_REGION (or us-east-1, which S3-compatible servers accept); credentials come from the
+ * SDK's standard chain. Encryption: the recipient (--recipient, enough to back up) and the identity (--identity-file,
+ * needed to read back, and giving the recipient when that is omitted).
+ */
+function s3Descriptor (url: string, values: Values): S3Destination {
   const [bucket, ...rest] = url.slice('s3://'.length).split('/')
   const region = values.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1'
   const identity = values['identity-file'] === undefined ? undefined : readIdentity(String(values['identity-file']))
-  let settings
+  const recipient = values.recipient === undefined ? undefined : String(values.recipient)
+  const descriptor: S3Destination = {
+    type: 's3',
+    bucket,
+    prefix: rest.join('/'),
+    region: String(region),
+    forcePathStyle: values['path-style'] === true
+  }
+  if (values.endpoint !== undefined) descriptor.endpoint = String(values.endpoint)
+  if (identity !== undefined) descriptor.encryption = recipient === undefined ? { identity } : { recipient, identity }
+  else if (recipient !== undefined) descriptor.encryption = { recipient }
   try {
-    settings = resolveS3({
-      type: 's3',
-      bucket,
-      prefix: rest.join('/'),
-      region,
-      endpoint: values.endpoint,
-      forcePathStyle: values['path-style'] === true,
-      encryption: identity === undefined ? undefined : { identity }
-    }, url)
+    resolveS3({ ...descriptor }, url)
   } catch (err) {
     throw new UsageError(`invalid destination "${url}": ${(err as Error).message}`)
   }
-  return createDestination(settings)
+  return descriptor
 }
 
 /** An age identity file, as `age-keygen` writes it: comments, then the key. The key itself is never printed. */

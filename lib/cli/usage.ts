@@ -55,12 +55,23 @@ switches it back.
 ${S3_USAGE}`,
   backup: `Usage: ${TOOL} backup <database> <dir> [--keep N] [--force] [--json]
 
-Takes one consistent backup of <database> into <dir>, with the same engine,
-file layout and retention as the plugin (for cron). A run where nothing
-changed since the newest backup is skipped.
+Takes one consistent backup of <database> into <dir>, with the same engine
+and file layout as the plugin (for cron). A run where nothing changed since
+the newest backup is skipped.
 
-  --keep <N>    keep the N newest backups, delete older ones (default 24)
+  --keep <N>    then keep the N newest good backups in <dir> and delete the
+                others; without --keep, nothing is deleted (the app's own
+                retention policy looks after a destination it shares)
   --force       publish a new backup even if nothing changed
+
+<dir> may be s3://bucket/prefix, backed up to as the plugin does (compressed
+with gzip), with the credentials in AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY (or the AWS SDK's other sources):
+  --endpoint <url>  an S3-compatible server, e.g. http://127.0.0.1:9000
+  --region <name>   default: AWS_REGION, else us-east-1
+  --path-style      path-style URLs (most self-hosted servers need it)
+  --recipient <age1...>   encrypt to this age recipient (public key)
+  --identity-file <path>  or encrypt to the recipient of this age identity
 `
 }
 
