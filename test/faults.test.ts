@@ -194,8 +194,8 @@ t.test('a database file deleted while the app runs never yields a crash, a hang 
 })
 
 // Two databases told apart by a marker row and their rows.
-function createMarkedDatabase (path: string, name: string, rows: number): void {
-  const db = createDatabase(path, { rows })
+function createMarkedDatabase (path: string, name: string, rows: number, journalMode: 'wal' | 'delete' = 'wal'): void {
+  const db = createDatabase(path, { rows, journalMode })
   db.exec('CREATE TABLE marker (name TEXT)')
   db.prepare('INSERT INTO marker VALUES (?)').run(name)
   db.close()
@@ -224,6 +224,53 @@ for (const force of [true, false]) {
     t.equal(marker(first.path), 'old', 'the earlier backup is untouched')
   })
 }
+
+t.test('a database replaced by a rename, then failed runs: the next run backs up the new file, even once its data_version is back at the last backup\'s', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  // Rollback journal: in WAL mode the old file's -wal, kept by the plugin's open connection, would be replayed
+  // onto the new file (a mix that no detector can help).
+  createMarkedDatabase(path, 'old', 100, 'delete')
+  createMarkedDatabase(join(dir, 'other.db'), 'new', 60, 'delete')
+  const destination = join(dir, 'backups')
+  const app = await buildServingApp(t, { database: path, destination, interval: false })
+  const commit = (n: number): void => {
+    const db = new Database(path)
+    db.prepare('INSERT INTO pairs (n) VALUES (?)').run(n)
+    db.close()
+  }
+  // Each run reads the detector's version once: with a commit before each, its data_version climbs 1, 2, 3.
+  await app.backup.now()
+  commit(1)
+  await app.backup.now()
+  commit(2)
+  const last = await app.backup.now()
+  t.equal(last.skipped, false)
+  t.equal(marker(last.path), 'old')
+
+  renameSync(join(dir, 'other.db'), path)
+  // Runs fail before any snapshot while the destination directory is a file (mkdir of it fails). The first one
+  // notices the replacement and reopens; the next two each follow a commit to the new file. The new connection's
+  // data_version reads 1 at its first read (a commit before it is not counted), then 2.
+  renameSync(destination, `${destination}.away`)
+  writeFileSync(destination, '')
+  for (const n of [undefined, 1, 2]) {
+    if (n !== undefined) commit(n)
+    const { error } = await settle(app.backup.now())
+    t.match(error, { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' }, 'the run fails')
+  }
+  rmSync(destination)
+  renameSync(`${destination}.away`, destination)
+
+  // One more commit: the new file's data_version reads 3, the number read when the last backup (of the old file) began.
+  commit(3)
+  const next = await app.backup.now()
+  t.equal(next.skipped, false, 'not skipped: nothing of the new file was backed up yet')
+  t.not(next.id, last.id, 'not the old file\'s backup')
+  t.equal(marker(next.path), 'new', 'a backup of the new file')
+  t.equal(count(next.path, 'pairs'), 3, 'with all of its commits')
+  t.equal(marker(last.path), 'old', 'the earlier backup is untouched')
+})
 
 t.test('a destination made read-only at run time fails runs with a coded error and deletes nothing; writable again, the next run works', async (t) => {
   const dir = testdirAfterTeardowns(t)
