@@ -5,8 +5,10 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import {
-  existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, readFileSync
+  existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, symlinkSync,
+  writeFileSync, readFileSync
 } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 import {
@@ -301,6 +303,65 @@ t.test('a destination made read-only at run time fails runs with a coded error a
   t.equal(integrityCheck(next.path), 'ok')
   t.equal(count(next.path, 'pairs'), 1)
   t.same(tempFiles(destination), [])
+})
+
+/**
+ * Makes the `nth` fsync of the directory `dir` itself fail with EIO, as a failing disk does, for the rest of the
+ * test. The plugin flushes files and directories with FileHandle.sync() of node:fs/promises (durable-fs.ts); that
+ * method is wrapped here, in this process: the call on any other file or directory goes through unchanged, and
+ * the failing call reaches nothing on disk, like an fsync that the kernel fails. `seen` is what the directory
+ * held at the moment of the failure.
+ */
+async function failDirectorySync (t: Test, dir: string, nth: number): Promise<{ seen: string[] | undefined }> {
+  const probe = await open(dir, 'r')
+  const prototype = Object.getPrototypeOf(probe) as { sync: () => Promise<void> }
+  await probe.close()
+  const sync = prototype.sync
+  const target = realpathSync(dir)
+  const state: { seen: string[] | undefined } = { seen: undefined }
+  let calls = 0
+  prototype.sync = async function (this: { fd: number }) {
+    let path: string | undefined
+    try {
+      path = readlinkSync(`/proc/self/fd/${this.fd}`)
+    } catch {}
+    if (path === target && ++calls === nth) {
+      state.seen = entries(dir)
+      throw Object.assign(new Error(`EIO: i/o error, fsync (injected into the fsync of ${dir})`), { code: 'EIO', errno: -5, syscall: 'fsync' })
+    }
+    return await sync.call(this)
+  }
+  t.teardown(() => { prototype.sync = sync })
+  return state
+}
+
+t.test('a failed directory fsync after the backup\'s rename fails the run, yet leaves the published backup with its record', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'), { rows: 50 })
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  const app = await buildServingApp(t, { database: db, destination, interval: false })
+  // Publishing flushes the directory twice: after the record's rename, then after the backup file's (the commit point).
+  const fault = await failDirectorySync(t, destination, 2)
+  const { error } = await settle(app.backup.now())
+  t.ok(fault.seen, 'the fault was injected')
+  const published = (fault.seen ?? []).filter((name) => name.endsWith('.sqlite'))
+  t.equal(published.length, 1, 'when the fsync failed, the backup file had its final name')
+  const id = published[0]?.replace(/\.sqlite$/, '')
+  t.match(error, { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED', message: /EIO/ }, 'the failure is reported')
+  t.comment(`reported: ${error?.message}`)
+
+  t.same(entries(destination), [`${id}.json`, `${id}.sqlite`], 'the backup keeps its record; no temp file is left')
+  const [listed] = await app.backup.list()
+  t.equal(listed?.id, id)
+  t.not(listed?.metadata, null, 'it is listed with its record')
+  t.equal((await app.backup.verify(id)).ok, true, 'and verifies')
+
+  // With the fault gone: the destination reported a failure, so the next run publishes again, beside it.
+  const next = await app.backup.now()
+  t.equal(next.skipped, false)
+  t.same(entries(destination), [`${id}.json`, `${id}.sqlite`, `${next.id}.json`, `${next.id}.sqlite`].sort())
+  t.same((await app.backup.list()).map((backup) => backup.metadata?.id), [next.id, id], 'both with their records')
 })
 
 t.test('1,000 concurrent now() calls through a route, with commits between waves: one snapshot at a time, every call gets a backup holding its commits', { timeout: 120_000 }, async (t) => {
