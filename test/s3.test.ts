@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { S3BucketDestination } from '../lib/destinations/s3'
 import { resolveS3 } from '../lib/destinations/s3-options'
@@ -399,6 +399,42 @@ function s3Tests (server: S3Server): void {
     const flags = await run('list', dir, '--endpoint', server.endpoint)
     t.equal(flags.code, 2, 'S3 flags on a directory are a usage error')
     t.notMatch(listed.stdout + verified.stdout + restored.stdout + missing.stderr, server.secretAccessKey)
+  })
+
+  /** Starts `count` multipart uploads at `key(i)` and leaves them unfinished, as processes that died mid-upload do. */
+  const startUploads = async (bucket: string, count: number, key: (i: number) => string): Promise<void> => {
+    const s3client = client(server)
+    let next = 0
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < count) await s3client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key(next++) }))
+    }))
+  }
+
+  t.test('unfinished multipart uploads are aborted past the first page of ListMultipartUploads', async (t) => {
+    const bucket = await newBucket(t, server)
+    // Pages of 10 (the server's default is 1000): 25 uploads take three pages.
+    const pageSize = { listPageSize: 10 }
+    await startUploads(bucket, 25, (i) => `app/20260101T0000000${String(i).padStart(2, '0')}Z-0a1b2c3d.sqlite.gz`)
+    await startUploads(bucket, 1, () => 'elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz')
+    t.equal((await multipartUploads(server, bucket)).length, 26)
+
+    // At start: every upload under the prefix older than the upload timeout is a leftover.
+    await delay(20)
+    const leftovers = new S3BucketDestination(resolveS3({ ...s3(bucket, { uploadTimeout: 1 }) }, 'destination'), pageSize)
+    const removed = await leftovers.removeLeftovers()
+    t.equal(removed.length, 25, 'all 25 reported')
+    t.same((await multipartUploads(server, bucket)).map((upload) => upload.split(' ')[0]), ['elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz'], 'all 25 aborted; the one outside the prefix is left alone')
+
+    // After a failed upload: every unfinished upload of its key is aborted (here 25 of them, as if it had failed
+    // 25 times), and no other.
+    const id = '20260102T000000000Z-0a1b2c3d'
+    const key = `app/${id}.sqlite.gz`
+    await startUploads(bucket, 25, () => key)
+    await startUploads(bucket, 1, () => `${key}.other`)
+    const destination = new S3BucketDestination(resolveS3({ ...s3(bucket) }, 'destination'), pageSize)
+    const missing = join(t.testdir(), 'missing.sqlite')
+    await t.rejects(destination.put(missing, { id, bytes: 1, sha256: 'x' } as never, new AbortController().signal), 'the upload fails (its file is missing)')
+    t.same((await multipartUploads(server, bucket)).map((upload) => upload.split(' ')[0]).sort(), [`${key}.other`, 'elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz'], 'all 25 uploads of its key aborted')
   })
 
   t.test('an S3 destination that cannot be reached at startup does not keep the app from starting', async (t) => {

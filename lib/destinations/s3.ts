@@ -4,7 +4,7 @@ import { Transform, PassThrough, type Readable } from 'node:stream'
 import { createGzip, createGunzip } from 'node:zlib'
 import {
   S3Client, HeadBucketCommand, ListObjectsV2Command, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
-  ListMultipartUploadsCommand, AbortMultipartUploadCommand
+  ListMultipartUploadsCommand, AbortMultipartUploadCommand, type MultipartUpload
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import type { BackupInfo, BackupMetadata } from '../../types/index'
@@ -41,7 +41,11 @@ export class S3BucketDestination implements Destination {
    */
   private readonly records = new Map<string, BackupMetadata>()
 
-  constructor (private readonly settings: S3Settings) {
+  /**
+   * `listPageSize` sets MaxUploads of ListMultipartUploads (the server's default, 1000, when unset); the tests
+   * use it to get several pages from a few uploads.
+   */
+  constructor (private readonly settings: S3Settings, private readonly internal: { listPageSize?: number } = {}) {
     this.name = `s3://${settings.bucket}/${settings.prefix}`
     this.client = new S3Client({
       region: settings.region,
@@ -206,8 +210,7 @@ export class S3BucketDestination implements Destination {
   async removeLeftovers (): Promise<string[]> {
     const removed: string[] = []
     const cutoff = Date.now() - this.settings.uploadTimeout
-    const uploads = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.settings.bucket, Prefix: this.settings.prefix })))
-    for (const upload of uploads.Uploads ?? []) {
+    for (const upload of await this.listUploads(this.settings.prefix)) {
       if (!upload.Key || !upload.UploadId || (upload.Initiated && upload.Initiated.getTime() > cutoff)) continue
       await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: upload.Key, UploadId: upload.UploadId })))
       removed.push(upload.Key)
@@ -281,12 +284,29 @@ export class S3BucketDestination implements Destination {
 
   private async abortPendingUploads (): Promise<void> {
     for (const key of this.pendingAborts) {
-      const uploads = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.settings.bucket, Prefix: key })))
-      for (const upload of uploads.Uploads ?? []) {
+      for (const upload of await this.listUploads(key)) {
         if (upload.Key !== key || !upload.UploadId) continue
         await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: key, UploadId: upload.UploadId })))
       }
       this.pendingAborts.delete(key)
+    }
+  }
+
+  /** Every unfinished multipart upload whose key starts with `prefix`: one ListMultipartUploads per page. */
+  private async listUploads (prefix: string): Promise<MultipartUpload[]> {
+    const uploads: MultipartUpload[] = []
+    let keyMarker: string | undefined
+    let uploadIdMarker: string | undefined
+    for (;;) {
+      const page = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({
+        Bucket: this.settings.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: this.internal.listPageSize
+      })))
+      uploads.push(...(page.Uploads ?? []))
+      // A server that says "more" without moving its markers on would be listed forever: take what it gave.
+      if (page.IsTruncated !== true || page.NextKeyMarker === undefined ||
+        (page.NextKeyMarker === keyMarker && page.NextUploadIdMarker === uploadIdMarker)) return uploads
+      keyMarker = page.NextKeyMarker
+      uploadIdMarker = page.NextUploadIdMarker
     }
   }
 
