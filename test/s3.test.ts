@@ -1,10 +1,12 @@
 import t from 'tap'
 import Fastify from 'fastify'
-import { existsSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { Readable } from 'node:stream'
+import { createGzip } from 'node:zlib'
 import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { S3BucketDestination } from '../lib/destinations/s3'
@@ -435,6 +437,79 @@ function s3Tests (server: S3Server): void {
     const missing = join(t.testdir(), 'missing.sqlite')
     await t.rejects(destination.put(missing, { id, bytes: 1, sha256: 'x' } as never, new AbortController().signal), 'the upload fails (its file is missing)')
     t.same((await multipartUploads(server, bucket)).map((upload) => upload.split(' ')[0]).sort(), [`${key}.other`, 'elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz'], 'all 25 uploads of its key aborted')
+  })
+
+  t.test('a download that decompresses past its recorded size (a gzip bomb) fails verify and restore with a coded error, leaving no file', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 20 })
+    t.teardown(() => db.close())
+    const staging = join(dir, 'staging')
+    const app = await buildApp(t, { database: db, destination: s3(bucket), staging, interval: false })
+    const result = await app.backup.now()
+
+    // 64 MiB of zeros, gzipped to about 64 KiB, in place of the backup; its record still says ~30 KB.
+    const bombSize = 64 * 1024 * 1024
+    const chunks: Buffer[] = []
+    const zeros = Readable.from((function * () { for (let i = 0; i < bombSize / 65536; i++) yield Buffer.alloc(65536) })())
+    for await (const chunk of zeros.pipe(createGzip())) chunks.push(chunk as Buffer)
+    const bomb = Buffer.concat(chunks)
+    await client(server).send(new PutObjectCommand({ Bucket: bucket, Key: `app/${result.id}.sqlite.gz`, Body: bomb }))
+    t.comment(`${bomb.length} bytes that inflate to ${bombSize}, under a record of ${result.bytes} bytes`)
+
+    // The largest file the staging directory ever held while the download ran.
+    let largest = 0
+    const sampler = setInterval(() => {
+      for (const name of existsSync(staging) ? readdirSync(staging) : []) {
+        try {
+          largest = Math.max(largest, statSync(join(staging, name)).size)
+        } catch {}
+      }
+    }, 2)
+    t.teardown(() => clearInterval(sampler))
+    const to = join(dir, 'restored.db')
+    await t.rejects(app.backup.verify(result.id), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED', message: /record/ }, 'verify fails with a coded error')
+    await t.rejects(app.backup.restore(result.id, { to }), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' }, 'so does restore')
+    clearInterval(sampler)
+    t.ok(largest <= result.bytes + 1024 * 1024, `the download stopped at the recorded size (largest file in staging: ${largest} bytes)`)
+    t.same(destinationFiles(staging), [], 'no file left in the staging directory')
+    t.notOk(existsSync(to), 'nothing restored')
+  })
+
+  t.test('an oversized or malformed record counts as a missing record', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 20 })
+    t.teardown(() => db.close())
+    const staging = join(dir, 'staging')
+    const app = await buildApp(t, { database: db, destination: s3(bucket), staging, interval: false })
+    const good = await app.backup.now({ force: true })
+    const oversized = await app.backup.now({ force: true })
+    const malformed = await app.backup.now({ force: true })
+    const wrongSize = await app.backup.now({ force: true })
+    const put = (id: string, body: string): Promise<unknown> => client(server).send(new PutObjectCommand({ Bucket: bucket, Key: `app/${id}.json`, Body: body }))
+    // A valid record padded past 1 MiB; one that is not JSON; one whose size is not a number.
+    await put(oversized.id, JSON.stringify({ ...oversized.metadata, padding: 'x'.repeat(1024 * 1024) }))
+    await put(malformed.id, '{"id": "' + malformed.id)
+    await put(wrongSize.id, JSON.stringify({ ...wrongSize.metadata, bytes: 'a lot' }))
+
+    const fresh = new S3BucketDestination(resolveS3({ ...s3(bucket) }, 'destination'))
+    const listed = await fresh.list()
+    t.same(listed.map((backup) => [backup.id, backup.metadata === null]), [
+      [wrongSize.id, true], [malformed.id, true], [oversized.id, true], [good.id, false]
+    ], 'listed, each without its record but the good one')
+    for (const { id } of [oversized, malformed, wrongSize]) {
+      const found = await fresh.find(id).catch((err: Error) => err)
+      t.equal(found instanceof Error ? found.message : found.metadata === null, true, `${id} is found, without its record`)
+    }
+    t.match(await fresh.find(good.id), { id: good.id, metadata: { sha256: good.sha256 } })
+
+    // Without a record there is no size to stop a download at: nothing is downloaded.
+    const other = await buildApp(t, { database: db, destination: s3(bucket), staging, interval: false })
+    await t.rejects(other.backup.verify(oversized.id), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' })
+    await t.rejects(other.backup.restore(malformed.id, { to: join(dir, 'restored.db') }), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' })
+    t.notOk(existsSync(join(dir, 'restored.db')))
+    t.same(destinationFiles(staging), [])
   })
 
   t.test('an S3 destination that cannot be reached at startup does not keep the app from starting', async (t) => {

@@ -12,7 +12,8 @@ import { checkBackupId, idNamePattern } from '../backup-id'
 import { createEmptyFile, removeFile } from '../durable-fs'
 import {
   isPluginError, FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET,
-  FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_REQUEST_FAILED, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT
+  FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_REQUEST_FAILED, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT,
+  FST_SQLITE_BACKUP_VERIFY_FAILED
 } from '../errors'
 import { encryptStream, decryptStream, recipientOf } from './encryption'
 import type { S3Settings } from './s3-options'
@@ -22,6 +23,8 @@ const RECORD = idNamePattern(String.raw`\.json`)
 const DATA = idNamePattern(String.raw`\.sqlite(\.gz)?(\.age)?`)
 // Records read at once by list(): each is a small GET.
 const RECORD_READS = 8
+// A record is under a few KiB. A larger object under a record's name is not one, and is not read into memory.
+const MAX_RECORD_BYTES = 1024 * 1024
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'TimeoutError', 'RequestTimeout'])
 
 /**
@@ -175,8 +178,15 @@ export class S3BucketDestination implements Destination {
     for (const name of names) await this.deleteKey(name)
   }
 
-  /** Downloads the backup into `tempPath`, decrypted and decompressed; the copy is removed when released. */
+  /**
+   * Downloads the backup into `tempPath`, decrypted and decompressed; the copy is removed when released. Objects
+   * offsite are not trusted: the download stops with FST_SQLITE_BACKUP_VERIFY_FAILED (and leaves no file) as soon
+   * as it is larger than the record says, and a backup without a (sound) record is not downloaded at all.
+   */
   async localCopy (backup: BackupInfo, tempPath: string, signal: AbortSignal): Promise<LocalCopy> {
+    if (!Number.isSafeInteger(backup.metadata?.bytes)) {
+      throw new FST_SQLITE_BACKUP_VERIFY_FAILED(backup.id, 'its record is missing or unreadable, so its download could be neither checked nor bounded')
+    }
     await createEmptyFile(tempPath)
     const release = (): Promise<void> => removeFile(tempPath)
     try {
@@ -191,10 +201,17 @@ export class S3BucketDestination implements Destination {
   private async download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void> {
     const name = this.dataName(backup.id, backup.metadata) ?? `${backup.id}.sqlite`
     const response = await this.call('download the backup', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name }), { abortSignal: signal }))
-    let body = response.Body as Readable
-    if (name.endsWith('.age')) body = await decryptStream(body, backup.id, this.settings.encryption?.identity)
+    const received = response.Body as Readable
+    let body = received
+    try {
+      if (name.endsWith('.age')) body = await decryptStream(received, backup.id, this.settings.encryption?.identity)
+    } catch (err) {
+      received.destroy()
+      throw err
+    }
     const target = createWriteStream(to, { flags: 'r+' })
-    await pipeline(name.includes('.sqlite.gz') ? [body, createGunzip(), target] : [body, target], { signal })
+    const bounded = atMost(backup.metadata!.bytes, backup.id)
+    await pipeline(name.includes('.sqlite.gz') ? [body, createGunzip(), bounded, target] : [body, bounded, target], { signal })
   }
 
   /** The data object named by a record, if it has the only form a record of this backup can name. */
@@ -259,12 +276,16 @@ export class S3BucketDestination implements Destination {
     return backupInfo(id, `s3://${this.settings.bucket}/${this.settings.prefix}${metadata?.file ?? `${id}.sqlite`}`, metadata)
   }
 
-  private async readRecord (id: string): Promise<BackupMetadata> {
+  /** A backup's record; null when what is stored under its name is not one (too large, not JSON, not this backup's). */
+  private async readRecord (id: string): Promise<BackupMetadata | null> {
     const known = this.records.get(id)
     if (known) return known
-    const response = await this.call('read a record', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: `${this.settings.prefix}${id}.json` })))
-    const metadata = JSON.parse(await response.Body!.transformToString()) as BackupMetadata
-    this.records.set(id, metadata)
+    const text = await this.call('read a record', async () => {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: `${this.settings.prefix}${id}.json` }))
+      return await readAtMost(response.Body as Readable, MAX_RECORD_BYTES, response.ContentLength)
+    })
+    const metadata = text === undefined ? null : parseRecord(text, id)
+    if (metadata) this.records.set(id, metadata)
     return metadata
   }
 
@@ -333,6 +354,50 @@ export class S3BucketDestination implements Destination {
     const because = [code, status ? `HTTP ${status}` : undefined].filter((part) => part !== undefined && !detail.includes(part))
     return new FST_SQLITE_BACKUP_S3_REQUEST_FAILED(`${action} at "${this.name}"`, `${detail}${because.length > 0 ? ` (${because.join(', ')})` : ''}`, { cause: err })
   }
+}
+
+/** A stream's text, or undefined (and the stream destroyed) when it is longer than `limit` bytes. */
+async function readAtMost (body: Readable, limit: number, length: number | undefined): Promise<string | undefined> {
+  if (length !== undefined && length > limit) {
+    body.destroy()
+    return undefined
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  // Leaving the loop early destroys the stream.
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length
+    if (size > limit) return undefined
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/** A record as JSON, if it is one of backup `id`, with the fields a reader relies on (its size above all). */
+function parseRecord (text: string, id: string): BackupMetadata | null {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return null
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
+  const { id: recorded, bytes, sha256, createdAt } = value as Record<string, unknown>
+  const sound = recorded === id && Number.isSafeInteger(bytes) && (bytes as number) >= 0 && typeof sha256 === 'string' &&
+    typeof createdAt === 'string' && !Number.isNaN(Date.parse(createdAt))
+  return sound ? value as BackupMetadata : null
+}
+
+/** Passes at most `limit` bytes on; one more fails the stream, and with it the pipeline it is in. */
+function atMost (limit: number, id: string): Transform {
+  let seen = 0
+  return new Transform({
+    transform (chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      if (seen > limit) callback(new FST_SQLITE_BACKUP_VERIFY_FAILED(id, `its download is larger than the ${limit} bytes its record says; it was stopped there`))
+      else callback(null, chunk)
+    }
+  })
 }
 
 function statusOf (err: unknown): number | undefined {
