@@ -1,17 +1,19 @@
 import t from 'tap'
 import Fastify from 'fastify'
-import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync, statSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { inspect } from 'node:util'
 import { Readable } from 'node:stream'
 import { createGzip } from 'node:zlib'
 import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { S3BucketDestination } from '../lib/destinations/s3'
-import { resolveS3 } from '../lib/destinations/s3-options'
-import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor } from './helpers'
+import { resolveS3, type S3Settings } from '../lib/destinations/s3-options'
+import { decryptStream } from '../lib/destinations/encryption'
+import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder } from './helpers'
 import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
 
 const server = findS3Server()
@@ -510,6 +512,64 @@ function s3Tests (server: S3Server): void {
     await t.rejects(other.backup.restore(malformed.id, { to: join(dir, 'restored.db') }), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' })
     t.notOk(existsSync(join(dir, 'restored.db')))
     t.same(destinationFiles(staging), [])
+  })
+
+  t.test('a malformed age key (right shape, wrong checksum) fails the registration, without showing the key', async (t) => {
+    const age = await import('age-encryption')
+    const identity = await age.generateIdentity()
+    const recipient = await age.identityToRecipient(identity)
+    // The last character of a bech32 key is part of its checksum: changing it keeps the shape the options check.
+    const flip = (key: string): string => key.slice(0, -1) + (key.slice(-1) === 'q' ? 'p' : 'q')
+    const keys: Array<[string, string, S3Options['encryption']]> = [
+      ['recipient', flip(recipient), { recipient: flip(recipient) }],
+      ['identity', flip(identity.toLowerCase()).toUpperCase(), { identity: flip(identity.toLowerCase()).toUpperCase() }]
+    ]
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 10 })
+    t.teardown(() => db.close())
+    for (const [name, key, encryption] of keys) {
+      t.doesNotThrow(() => resolveS3({ ...s3(bucket, { encryption }) }, 'destination'), `the ${name} passes the shape check`)
+      const app = Fastify()
+      t.teardown(() => app.close())
+      const error = await app.register(backup, { database: db, destination: s3(bucket, { encryption }), staging: join(dir, 'staging'), interval: false }).ready().then(() => null, (err: Error) => err)
+      t.match(error, { code: 'FST_SQLITE_BACKUP_INVALID_OPTION', message: new RegExp(`encryption\\.${name}`) }, `a malformed ${name} fails the registration`)
+      t.notMatch(inspect(error, { depth: 10 }), key, 'the key is nowhere in the error (age\'s own message quotes it)')
+    }
+    // Reading with a malformed identity (the command-line tool takes one from a file): refused, without quoting it.
+    const [, badIdentity] = keys[1]
+    const refused = await decryptStream(Readable.from([]), 'an-id', badIdentity).then(() => null, (err: Error) => err)
+    t.match(refused, { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' })
+    t.notMatch(inspect(refused, { depth: 10 }), badIdentity, 'the identity is nowhere in the error')
+  })
+
+  t.test('an upload that fails after its file was opened closes the file', async (t) => {
+    const age = await import('age-encryption')
+    const recipient = await age.identityToRecipient(await age.generateIdentity())
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const id = '20260101T000000000Z-0a1b2c3d'
+    const cases: Array<[string, S3Settings]> = [
+      // A recipient that passes the shape check but not age's own parsing, put() called without prepare().
+      ['a malformed recipient', resolveS3({ ...s3(bucket, { encryption: { recipient: recipient.slice(0, -1) + (recipient.endsWith('q') ? 'p' : 'q') } }) }, 'destination')],
+      // The upload itself refused once the file is open and read (lib-storage checks its part size when created).
+      ['an upload that cannot start', { ...resolveS3({ ...s3(bucket) }, 'destination'), partSize: 1024 }]
+    ]
+    for (const [index, [name, settings]] of cases.entries()) {
+      // Larger than the streams buffer: the read stream stops mid-file, holding its descriptor, if nobody drains it.
+      const file = join(dir, `snapshot-${index}.sqlite`)
+      writeFileSync(file, randomBytes(8 * 1024 * 1024))
+      const before = openFilesUnder(dir)
+      const destination = new S3BucketDestination(settings)
+      await t.rejects(destination.put(file, { id, bytes: 8 * 1024 * 1024, sha256: 'x' } as never, new AbortController().signal), `${name}: the upload fails`)
+      // The read stream opens its file asynchronously, possibly after put() has failed: wait for it to show up (if
+      // it ever does). Then, as the plugin does with a snapshot, the file is deleted; wait for it to be closed.
+      await waitFor(() => openFilesUnder(dir).length > before.length, 1000).catch(() => {})
+      rmSync(file)
+      await waitFor(() => openFilesUnder(dir).length === before.length, 2000).catch(() => {})
+      t.same(openFilesUnder(dir), before, `${name}: no descriptor left open on the deleted file`)
+    }
+    t.same(await multipartUploads(server, bucket), [])
   })
 
   t.test('an S3 destination that cannot be reached at startup does not keep the app from starting', async (t) => {

@@ -15,7 +15,7 @@ import {
   FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_REQUEST_FAILED, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT,
   FST_SQLITE_BACKUP_VERIFY_FAILED
 } from '../errors'
-import { encryptStream, decryptStream, recipientOf } from './encryption'
+import { encryptStream, decryptStream, recipientOf, checkRecipient } from './encryption'
 import type { S3Settings } from './s3-options'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
 
@@ -43,6 +43,8 @@ export class S3BucketDestination implements Destination {
    * listing costs one GET per record the first time only, then ListObjectsV2 alone.
    */
   private readonly records = new Map<string, BackupMetadata>()
+  /** The recipient, once age has parsed the keys. */
+  private checkedRecipient: string | undefined
 
   /**
    * `listPageSize` sets MaxUploads of ListMultipartUploads (the server's default, 1000, when unset); the tests
@@ -60,22 +62,35 @@ export class S3BucketDestination implements Destination {
     })
   }
 
-  /** One HeadBucket: a wrong bucket or credentials show at startup, not at the first backup. */
+  /**
+   * The keys, parsed by age, then one HeadBucket: a malformed key, a wrong bucket or credentials show at
+   * startup, not at the first backup.
+   */
   async prepare (): Promise<void> {
     await this.recipient()
     await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket })))
   }
 
-  /** The age recipient to encrypt to: given, or derived from the identity; both given must match. */
+  /**
+   * The age recipient to encrypt to: given, or derived from the identity; both given must match. The options
+   * check looks at the keys' shape only; age parses them here, and a key it refuses is FST_SQLITE_BACKUP_INVALID_OPTION.
+   */
   private async recipient (): Promise<string | undefined> {
     const encryption = this.settings.encryption
     if (!encryption) return undefined
-    if (encryption.identity === undefined) return encryption.recipient
-    const derived = await recipientOf(encryption.identity)
-    if (encryption.recipient !== '' && encryption.recipient !== derived) {
-      throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
+    if (this.checkedRecipient !== undefined) return this.checkedRecipient
+    const { recipient, identity } = encryption
+    let checked = recipient
+    if (identity === undefined) {
+      await parseKey('encryption.recipient', 'an age recipient (public key) that age can encrypt to', () => checkRecipient(recipient))
+    } else {
+      checked = await parseKey('encryption.identity', 'an age identity (secret key) that age can read', () => recipientOf(identity))
+      if (recipient !== '' && recipient !== checked) {
+        throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
+      }
     }
-    return derived
+    this.checkedRecipient = checked
+    return checked
   }
 
   async list (): Promise<BackupInfo[]> {
@@ -118,39 +133,51 @@ export class S3BucketDestination implements Destination {
         callback(null, chunk)
       }
     })
-    const source = createReadStream(file, { highWaterMark: 1 << 20 })
-    const streams: Readable[] = [source]
-    let streaming: Promise<unknown>
+    // The encryption is set up before the file is opened: if it fails, there is no file to close.
+    let sealing: { plain: PassThrough, sealed: Readable } | undefined
     if (recipient) {
       const plain = new PassThrough()
-      const sealing = pipeline(gzip ? [source, createGzip(), plain] : [source, plain])
-      const sealed = await encryptStream(plain, recipient)
-      streams.push(plain, sealed)
-      streaming = Promise.all([sealing, pipeline(sealed, counter)])
-    } else {
-      streaming = pipeline(gzip ? [source, createGzip(), counter] : [source, counter])
+      try {
+        sealing = { plain, sealed: await encryptStream(plain, recipient) }
+      } catch (err) {
+        plain.destroy()
+        counter.destroy()
+        throw err
+      }
     }
-    streaming = streaming.catch(() => {})
-    const contentType = recipient ? 'application/octet-stream' : gzip ? 'application/gzip' : 'application/vnd.sqlite3'
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: contentType },
-      queueSize: this.settings.queueSize,
-      partSize: this.settings.partSize,
-      leavePartsOnError: false
-    })
+    const source = createReadStream(file, { highWaterMark: 1 << 20 })
+    // From here on, any failure destroys every stream: the file is closed at once, not when the process exits (a
+    // descriptor left open would hold the deleted snapshot's disk space).
+    const streams: Readable[] = [source, counter, ...(sealing ? [sealing.plain, sealing.sealed] : [])]
+    let streaming: Promise<unknown> = Promise.resolve()
+    let upload: Upload | undefined
     let timedOut = false
-    const timer = setTimeout(() => { timedOut = true; upload.abort().catch(() => {}) }, this.settings.uploadTimeout)
-    const onAbort = (): void => { upload.abort().catch(() => {}) }
-    signal.addEventListener('abort', onAbort, { once: true })
+    let timer: NodeJS.Timeout | undefined
+    const onAbort = (): void => { upload?.abort().catch(() => {}) }
     try {
-      await upload.done()
+      streaming = (sealing
+        ? Promise.all([pipeline(gzip ? [source, createGzip(), sealing.plain] : [source, sealing.plain]), pipeline(sealing.sealed, counter)])
+        : pipeline(gzip ? [source, createGzip(), counter] : [source, counter])
+      ).catch(() => {})
+      const contentType = recipient ? 'application/octet-stream' : gzip ? 'application/gzip' : 'application/vnd.sqlite3'
+      const started = new Upload({
+        client: this.client,
+        params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: contentType },
+        queueSize: this.settings.queueSize,
+        partSize: this.settings.partSize,
+        leavePartsOnError: false
+      })
+      upload = started
+      timer = setTimeout(() => { timedOut = true; started.abort().catch(() => {}) }, this.settings.uploadTimeout)
+      signal.addEventListener('abort', onAbort, { once: true })
+      await started.done()
     } catch (err) {
       for (const stream of streams) stream.destroy()
-      counter.destroy()
-      // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
-      this.pendingAborts.add(key)
-      await this.abortPendingUploads().catch(() => {})
+      if (upload) {
+        // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
+        this.pendingAborts.add(key)
+        await this.abortPendingUploads().catch(() => {})
+      }
       if (timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
       throw this.describe('upload the backup', err)
     } finally {
@@ -353,6 +380,19 @@ export class S3BucketDestination implements Destination {
     const detail = message && message !== 'UnknownError' ? message : (name ?? String(err))
     const because = [code, status ? `HTTP ${status}` : undefined].filter((part) => part !== undefined && !detail.includes(part))
     return new FST_SQLITE_BACKUP_S3_REQUEST_FAILED(`${action} at "${this.name}"`, `${detail}${because.length > 0 ? ` (${because.join(', ')})` : ''}`, { cause: err })
+  }
+}
+
+/**
+ * Runs age's parsing of a key. What age throws is replaced, not wrapped: its messages quote the key, and an
+ * identity is a secret. A missing age-encryption package keeps its own error.
+ */
+async function parseKey<T> (option: string, expected: string, parse: () => Promise<T>): Promise<T> {
+  try {
+    return await parse()
+  } catch (err) {
+    if (isPluginError(err)) throw err
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(option, expected)
   }
 }
 
