@@ -6,7 +6,7 @@ import type { Leases } from './leases'
 import type { Publisher } from './publisher'
 import type { BackupsInUse } from './in-use'
 import type { Destination } from './destinations/destination'
-import { ChangeDetector } from './change-detector'
+import { ChangeDetector, type DataVersion } from './change-detector'
 import { newBackupId, snapshotTime } from './backup-id'
 import { uncompressedRecord } from './record'
 import { createEmptyFile } from './durable-fs'
@@ -33,7 +33,7 @@ export interface BackupRunContext {
 export class BackupRun {
   private detector: ChangeDetector | undefined
   /** data_version read before the snapshot of the newest backup began; equal now means nothing was committed. */
-  private versionAtLastBackup: number | undefined
+  private versionAtLastBackup: DataVersion | undefined
   private newestBackup: BackupMetadata | null = null
   private latestDrill: (DrillResult & { id: string }) | null = null
 
@@ -85,7 +85,7 @@ export class BackupRun {
     return await leases.whileRunning(options.timeout, closing, () => this.underLease(force, startedAt, version))
   }
 
-  private async underLease (force: boolean, startedAt: Date, version: number | undefined): Promise<BackupResult> {
+  private async underLease (force: boolean, startedAt: Date, version: DataVersion | undefined): Promise<BackupResult> {
     const { staging, publisher, options, closing } = this.context
     // The id and time are those of the snapshot, taken under the lease: a run that waited for another process's
     // run holds newer data, and must sort after it.
@@ -158,7 +158,7 @@ export class BackupRun {
     else log.error({ backup: { id: metadata.id }, problems: outcome.problems }, 'sqlite backup restore drill FAILED: this backup is marked bad')
   }
 
-  private readVersion (): number | undefined {
+  private readVersion (): DataVersion | undefined {
     try {
       return this.detector!.version()
     } catch (err) {

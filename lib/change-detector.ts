@@ -1,22 +1,36 @@
 import { statSync } from 'node:fs'
 import Database from 'better-sqlite3'
 
+declare const dataVersion: unique symbol
+
+/**
+ * What version() returns: compare two with `===` only. Equal means "read on the same connection, with no commit
+ * in between"; a version read before a reopen never equals one read after it.
+ */
+export type DataVersion = string & { readonly [dataVersion]: true }
+
+// Numbers every connection opened in this process, so that no two connections (of one detector or of two) can
+// give the same version: `data_version` is a counter of one connection, which starts over at 1 on a new one.
+let connections = 0
+
 /**
  * Tells in O(1), without reading the file, whether another connection committed since a given point:
  * `PRAGMA data_version` on a long-lived connection of our own changes whenever any other connection commits.
  * A connection stays on the file it opened, so the file at the path is also compared (by inode, with one stat)
- * to notice a database replaced by a rename.
+ * to notice a database replaced by a rename; the new file is then followed on a new connection, whose versions
+ * never equal those of the old one.
  */
 export class ChangeDetector {
   private db: Database.Database
   private identity: string | undefined
+  private connection = 0
 
   constructor (private readonly path: string) {
     this.db = this.open()
   }
 
   /** The current data version, or `undefined` when it cannot be told (locked, replaced, being recovered). */
-  version (): number | undefined {
+  version (): DataVersion | undefined {
     const identity = fileIdentity(this.path)
     if (identity !== this.identity) {
       // Replaced or gone: whatever this connection says is about the old file. A snapshot will tell the rest.
@@ -27,7 +41,8 @@ export class ChangeDetector {
       return undefined
     }
     try {
-      return this.db.pragma('data_version', { simple: true }) as number
+      const counter = this.db.pragma('data_version', { simple: true }) as number
+      return `${this.connection}:${counter}` as DataVersion
     } catch (err) {
       // Locked, or a hot journal that a read-only connection cannot roll back: "maybe changed". The snapshot,
       // which waits for locks and recovers, will tell the real story.
@@ -46,6 +61,7 @@ export class ChangeDetector {
 
   private open (): Database.Database {
     this.identity = fileIdentity(this.path)
+    this.connection = ++connections
     const db = new Database(this.path, { readonly: true, fileMustExist: true })
     // Never wait on the event loop: a busy database counts as "maybe changed" and the worker does the waiting.
     db.pragma('busy_timeout = 0')

@@ -27,14 +27,14 @@ for (const journalMode of ['wal', 'delete'] as const) {
     t.equal(changes.journalMode(), journalMode, `journalMode() reports ${journalMode}`)
 
     const start = changes.version()
-    t.type(start, 'number')
+    t.type(start, 'string')
     t.equal(changes.version(), start, 'asking again changes nothing')
     writer.prepare('SELECT count(*) FROM items').get()
     t.equal(changes.version(), start, 'reads by another connection change nothing')
 
     writer.prepare('INSERT INTO pairs (n) VALUES (1)').run()
     const afterOne = changes.version()
-    t.type(afterOne, 'number')
+    t.type(afterOne, 'string')
     t.not(afterOne, start, 'a commit changes it')
     t.equal(changes.version(), afterOne, 'and it holds still again')
 
@@ -55,13 +55,13 @@ for (const journalMode of ['wal', 'delete'] as const) {
     const path = join(dir, 'app.db')
     database(t, path, journalMode)
     const changes = detector(t, path)
-    t.type(changes.version(), 'number')
+    t.type(changes.version(), 'string')
 
     database(t, join(dir, 'replacement.db'), journalMode).close()
     renameSync(join(dir, 'replacement.db'), path)
     t.equal(changes.version(), undefined, 'the file at the path is another one: the version cannot be told')
     const reopened = changes.version()
-    t.type(reopened, 'number', 'then the new file is followed')
+    t.type(reopened, 'string', 'then the new file is followed')
     t.equal(changes.version(), reopened)
     t.equal(changes.journalMode(), journalMode, 'the new file\'s journal mode')
 
@@ -70,6 +70,35 @@ for (const journalMode of ['wal', 'delete'] as const) {
     writer.prepare('INSERT INTO pairs (n) VALUES (1)').run()
     t.not(changes.version(), reopened, 'a commit to the new file changes the version')
   })
+
+  t.test(`${journalMode}: a version read on the replaced file never equals one read before, however far the new file's data_version climbs`, async (t) => {
+    const dir = t.testdir()
+    const path = join(dir, 'app.db')
+    const writer = database(t, path, journalMode)
+    const changes = detector(t, path)
+    // Five commits, each seen: the connection's data_version has climbed from 1 to 6.
+    for (let n = 0; n < 5; n++) {
+      writer.prepare('INSERT INTO pairs (n) VALUES (?)').run(n)
+      changes.version()
+    }
+    const atBackup = changes.version()
+    t.not(atBackup, undefined, 'the version a backup would be taken at')
+
+    database(t, join(dir, 'replacement.db'), journalMode).close()
+    renameSync(join(dir, 'replacement.db'), path)
+    // A run here reads "unknown" and reopens; if it then fails, the caller still holds atBackup.
+    t.equal(changes.version(), undefined, 'replaced: unknown, and reopened on the new file')
+    // The new connection starts over at 1 and climbs with each commit it sees, past the old value.
+    const replacementWriter = new Database(path)
+    t.teardown(() => replacementWriter.close())
+    const seen = [changes.version()]
+    for (let n = 0; n < 10; n++) {
+      replacementWriter.prepare('INSERT INTO pairs (n) VALUES (?)').run(n)
+      seen.push(changes.version())
+    }
+    t.equal(new Set(seen).size, seen.length, 'each commit to the new file changes the version')
+    t.notOk(seen.includes(atBackup), `no version of the new file matches the one read on the old file (${String(atBackup)}; new file: ${seen.join(', ')})`)
+  })
 }
 
 t.test('a database that is gone stays "unknown" until a file is back at its path', async (t) => {
@@ -77,13 +106,13 @@ t.test('a database that is gone stays "unknown" until a file is back at its path
   const path = join(dir, 'app.db')
   database(t, path, 'delete').close()
   const changes = detector(t, path)
-  t.type(changes.version(), 'number')
+  t.type(changes.version(), 'string')
   rmSync(path)
   t.equal(changes.version(), undefined)
   t.equal(changes.version(), undefined, 'still unknown')
   database(t, path, 'delete')
   t.equal(changes.version(), undefined, 'a new file: unknown once')
-  t.type(changes.version(), 'number', 'then followed')
+  t.type(changes.version(), 'string', 'then followed')
   t.throws(() => new ChangeDetector(join(dir, 'missing.db')), 'a detector needs an existing database to start')
 })
 
@@ -92,7 +121,7 @@ t.test('delete journal: "unknown" while another connection holds an exclusive lo
   const writer = database(t, path, 'delete')
   const changes = detector(t, path)
   const start = changes.version()
-  t.type(start, 'number')
+  t.type(start, 'string')
 
   writer.exec('BEGIN EXCLUSIVE')
   const asked = performance.now()
@@ -103,7 +132,7 @@ t.test('delete journal: "unknown" while another connection holds an exclusive lo
   t.equal(changes.version(), undefined, 'locked with a write in progress: unknown')
   writer.exec('COMMIT')
   const after = changes.version()
-  t.type(after, 'number', 'a number again once the lock is gone')
+  t.type(after, 'string', 'a version again once the lock is gone')
   t.not(after, start, 'and the commit shows')
 
   writer.exec('BEGIN EXCLUSIVE')
@@ -131,7 +160,7 @@ t.test('delete journal: a writer that crashed mid-transaction leaves a hot journ
   createDatabase(path, { journalMode: 'delete', rows: 300 }).close()
   const changes = detector(t, path)
   const start = changes.version()
-  t.type(start, 'number')
+  t.type(start, 'string')
 
   // Another process rewrites rows inside an exclusive transaction, then dies by SIGKILL.
   const holder = fork(join(__dirname, 'fixtures', 'lock-holder.js'), [path], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })

@@ -5,8 +5,10 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import {
-  existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, readFileSync
+  existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, symlinkSync,
+  writeFileSync, readFileSync
 } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 import {
@@ -196,8 +198,8 @@ t.test('a database file deleted while the app runs never yields a crash, a hang 
 })
 
 // Two databases told apart by a marker row and their rows.
-function createMarkedDatabase (path: string, name: string, rows: number): void {
-  const db = createDatabase(path, { rows })
+function createMarkedDatabase (path: string, name: string, rows: number, journalMode: 'wal' | 'delete' = 'wal'): void {
+  const db = createDatabase(path, { rows, journalMode })
   db.exec('CREATE TABLE marker (name TEXT)')
   db.prepare('INSERT INTO marker VALUES (?)').run(name)
   db.close()
@@ -226,6 +228,53 @@ for (const force of [true, false]) {
     t.equal(marker(first.path), 'old', 'the earlier backup is untouched')
   })
 }
+
+t.test('a database replaced by a rename, then failed runs: the next run backs up the new file, even once its data_version is back at the last backup\'s', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  // Rollback journal: in WAL mode the old file's -wal, kept by the plugin's open connection, would be replayed
+  // onto the new file (a mix that no detector can help).
+  createMarkedDatabase(path, 'old', 100, 'delete')
+  createMarkedDatabase(join(dir, 'other.db'), 'new', 60, 'delete')
+  const destination = join(dir, 'backups')
+  const app = await buildServingApp(t, { database: path, destination, interval: false })
+  const commit = (n: number): void => {
+    const db = new Database(path)
+    db.prepare('INSERT INTO pairs (n) VALUES (?)').run(n)
+    db.close()
+  }
+  // Each run reads the detector's version once: with a commit before each, its data_version climbs 1, 2, 3.
+  await app.backup.now()
+  commit(1)
+  await app.backup.now()
+  commit(2)
+  const last = await app.backup.now()
+  t.equal(last.skipped, false)
+  t.equal(marker(last.path), 'old')
+
+  renameSync(join(dir, 'other.db'), path)
+  // Runs fail before any snapshot while the destination directory is a file (mkdir of it fails). The first one
+  // notices the replacement and reopens; the next two each follow a commit to the new file. The new connection's
+  // data_version reads 1 at its first read (a commit before it is not counted), then 2.
+  renameSync(destination, `${destination}.away`)
+  writeFileSync(destination, '')
+  for (const n of [undefined, 1, 2]) {
+    if (n !== undefined) commit(n)
+    const { error } = await settle(app.backup.now())
+    t.match(error, { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED' }, 'the run fails')
+  }
+  rmSync(destination)
+  renameSync(`${destination}.away`, destination)
+
+  // One more commit: the new file's data_version reads 3, the number read when the last backup (of the old file) began.
+  commit(3)
+  const next = await app.backup.now()
+  t.equal(next.skipped, false, 'not skipped: nothing of the new file was backed up yet')
+  t.not(next.id, last.id, 'not the old file\'s backup')
+  t.equal(marker(next.path), 'new', 'a backup of the new file')
+  t.equal(count(next.path, 'pairs'), 3, 'with all of its commits')
+  t.equal(marker(last.path), 'old', 'the earlier backup is untouched')
+})
 
 t.test('a destination made read-only at run time fails runs with a coded error and deletes nothing; writable again, the next run works', async (t) => {
   const dir = testdirAfterTeardowns(t)
@@ -256,6 +305,65 @@ t.test('a destination made read-only at run time fails runs with a coded error a
   t.equal(integrityCheck(next.path), 'ok')
   t.equal(count(next.path, 'pairs'), 1)
   t.same(tempFiles(destination), [])
+})
+
+/**
+ * Makes the `nth` fsync of the directory `dir` itself fail with EIO, as a failing disk does, for the rest of the
+ * test. The plugin flushes files and directories with FileHandle.sync() of node:fs/promises (durable-fs.ts); that
+ * method is wrapped here, in this process: the call on any other file or directory goes through unchanged, and
+ * the failing call reaches nothing on disk, like an fsync that the kernel fails. `seen` is what the directory
+ * held at the moment of the failure.
+ */
+async function failDirectorySync (t: Test, dir: string, nth: number): Promise<{ seen: string[] | undefined }> {
+  const probe = await open(dir, 'r')
+  const prototype = Object.getPrototypeOf(probe) as { sync: () => Promise<void> }
+  await probe.close()
+  const sync = prototype.sync
+  const target = realpathSync(dir)
+  const state: { seen: string[] | undefined } = { seen: undefined }
+  let calls = 0
+  prototype.sync = async function (this: { fd: number }) {
+    let path: string | undefined
+    try {
+      path = readlinkSync(`/proc/self/fd/${this.fd}`)
+    } catch {}
+    if (path === target && ++calls === nth) {
+      state.seen = entries(dir)
+      throw Object.assign(new Error(`EIO: i/o error, fsync (injected into the fsync of ${dir})`), { code: 'EIO', errno: -5, syscall: 'fsync' })
+    }
+    return await sync.call(this)
+  }
+  t.teardown(() => { prototype.sync = sync })
+  return state
+}
+
+t.test('a failed directory fsync after the backup\'s rename fails the run, yet leaves the published backup with its record', async (t) => {
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'), { rows: 50 })
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  const app = await buildServingApp(t, { database: db, destination, interval: false })
+  // Publishing flushes the directory twice: after the record's rename, then after the backup file's (the commit point).
+  const fault = await failDirectorySync(t, destination, 2)
+  const { error } = await settle(app.backup.now())
+  t.ok(fault.seen, 'the fault was injected')
+  const published = (fault.seen ?? []).filter((name) => name.endsWith('.sqlite'))
+  t.equal(published.length, 1, 'when the fsync failed, the backup file had its final name')
+  const id = published[0]?.replace(/\.sqlite$/, '')
+  t.match(error, { code: 'FST_SQLITE_BACKUP_PUBLISH_FAILED', message: /EIO/ }, 'the failure is reported')
+  t.comment(`reported: ${error?.message}`)
+
+  t.same(entries(destination), [`${id}.json`, `${id}.sqlite`], 'the backup keeps its record; no temp file is left')
+  const [listed] = await app.backup.list()
+  t.equal(listed?.id, id)
+  t.not(listed?.metadata, null, 'it is listed with its record')
+  t.equal((await app.backup.verify(id)).ok, true, 'and verifies')
+
+  // With the fault gone: the destination reported a failure, so the next run publishes again, beside it.
+  const next = await app.backup.now()
+  t.equal(next.skipped, false)
+  t.same(entries(destination), [`${id}.json`, `${id}.sqlite`, `${next.id}.json`, `${next.id}.sqlite`].sort())
+  t.same((await app.backup.list()).map((backup) => backup.metadata?.id), [next.id, id], 'both with their records')
 })
 
 t.test('1,000 concurrent now() calls through a route, with commits between waves: one snapshot at a time, every call gets a backup holding its commits', { timeout: 120_000 }, async (t) => {

@@ -1,15 +1,19 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync } from 'node:fs'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync, statSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { inspect } from 'node:util'
+import { Readable } from 'node:stream'
+import { createGzip } from 'node:zlib'
+import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { S3BucketDestination } from '../lib/destinations/s3'
-import { resolveS3 } from '../lib/destinations/s3-options'
-import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor } from './helpers'
+import { resolveS3, type S3Settings } from '../lib/destinations/s3-options'
+import { decryptStream } from '../lib/destinations/encryption'
+import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder } from './helpers'
 import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
 
 const server = findS3Server()
@@ -448,6 +452,173 @@ function s3Tests (server: S3Server): void {
     t.equal(notARecipient.code, 2, 'a malformed recipient is a usage error')
     t.match(notARecipient.stderr, /invalid destination/)
     t.notMatch(first.stdout + first.stderr + sealed.stdout + sealed.stderr + opened.stdout, server.secretAccessKey)
+  })
+
+  /** Starts `count` multipart uploads at `key(i)` and leaves them unfinished, as processes that died mid-upload do. */
+  const startUploads = async (bucket: string, count: number, key: (i: number) => string): Promise<void> => {
+    const s3client = client(server)
+    let next = 0
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < count) await s3client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key(next++) }))
+    }))
+  }
+
+  t.test('unfinished multipart uploads are aborted past the first page of ListMultipartUploads', async (t) => {
+    const bucket = await newBucket(t, server)
+    // Pages of 10 (the server's default is 1000): 25 uploads take three pages.
+    const pageSize = { listPageSize: 10 }
+    await startUploads(bucket, 25, (i) => `app/20260101T0000000${String(i).padStart(2, '0')}Z-0a1b2c3d.sqlite.gz`)
+    await startUploads(bucket, 1, () => 'elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz')
+    t.equal((await multipartUploads(server, bucket)).length, 26)
+
+    // At start: every upload under the prefix older than the upload timeout is a leftover.
+    await delay(20)
+    const leftovers = new S3BucketDestination(resolveS3({ ...s3(bucket, { uploadTimeout: 1 }) }, 'destination'), pageSize)
+    const removed = await leftovers.removeLeftovers()
+    t.equal(removed.length, 25, 'all 25 reported')
+    t.same((await multipartUploads(server, bucket)).map((upload) => upload.split(' ')[0]), ['elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz'], 'all 25 aborted; the one outside the prefix is left alone')
+
+    // After a failed upload: every unfinished upload of its key is aborted (here 25 of them, as if it had failed
+    // 25 times), and no other.
+    const id = '20260102T000000000Z-0a1b2c3d'
+    const key = `app/${id}.sqlite.gz`
+    await startUploads(bucket, 25, () => key)
+    await startUploads(bucket, 1, () => `${key}.other`)
+    const destination = new S3BucketDestination(resolveS3({ ...s3(bucket) }, 'destination'), pageSize)
+    const missing = join(t.testdir(), 'missing.sqlite')
+    await t.rejects(destination.put(missing, { id, bytes: 1, sha256: 'x' } as never, new AbortController().signal), 'the upload fails (its file is missing)')
+    t.same((await multipartUploads(server, bucket)).map((upload) => upload.split(' ')[0]).sort(), [`${key}.other`, 'elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz'], 'all 25 uploads of its key aborted')
+  })
+
+  t.test('a download that decompresses past its recorded size (a gzip bomb) fails verify and restore with a coded error, leaving no file', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 20 })
+    t.teardown(() => db.close())
+    const staging = join(dir, 'staging')
+    const app = await buildApp(t, { database: db, destination: s3(bucket), staging, interval: false })
+    const result = await app.backup.now()
+
+    // 64 MiB of zeros, gzipped to about 64 KiB, in place of the backup; its record still says ~30 KB.
+    const bombSize = 64 * 1024 * 1024
+    const chunks: Buffer[] = []
+    const zeros = Readable.from((function * () { for (let i = 0; i < bombSize / 65536; i++) yield Buffer.alloc(65536) })())
+    for await (const chunk of zeros.pipe(createGzip())) chunks.push(chunk as Buffer)
+    const bomb = Buffer.concat(chunks)
+    await client(server).send(new PutObjectCommand({ Bucket: bucket, Key: `app/${result.id}.sqlite.gz`, Body: bomb }))
+    t.comment(`${bomb.length} bytes that inflate to ${bombSize}, under a record of ${result.bytes} bytes`)
+
+    // The largest file the staging directory ever held while the download ran.
+    let largest = 0
+    const sampler = setInterval(() => {
+      for (const name of existsSync(staging) ? readdirSync(staging) : []) {
+        try {
+          largest = Math.max(largest, statSync(join(staging, name)).size)
+        } catch {}
+      }
+    }, 2)
+    t.teardown(() => clearInterval(sampler))
+    const to = join(dir, 'restored.db')
+    await t.rejects(app.backup.verify(result.id), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED', message: /record/ }, 'verify fails with a coded error')
+    await t.rejects(app.backup.restore(result.id, { to }), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' }, 'so does restore')
+    clearInterval(sampler)
+    t.ok(largest <= result.bytes + 1024 * 1024, `the download stopped at the recorded size (largest file in staging: ${largest} bytes)`)
+    t.same(destinationFiles(staging), [], 'no file left in the staging directory')
+    t.notOk(existsSync(to), 'nothing restored')
+  })
+
+  t.test('an oversized or malformed record counts as a missing record', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 20 })
+    t.teardown(() => db.close())
+    const staging = join(dir, 'staging')
+    const app = await buildApp(t, { database: db, destination: s3(bucket), staging, interval: false })
+    const good = await app.backup.now({ force: true })
+    const oversized = await app.backup.now({ force: true })
+    const malformed = await app.backup.now({ force: true })
+    const wrongSize = await app.backup.now({ force: true })
+    const put = (id: string, body: string): Promise<unknown> => client(server).send(new PutObjectCommand({ Bucket: bucket, Key: `app/${id}.json`, Body: body }))
+    // A valid record padded past 1 MiB; one that is not JSON; one whose size is not a number.
+    await put(oversized.id, JSON.stringify({ ...oversized.metadata, padding: 'x'.repeat(1024 * 1024) }))
+    await put(malformed.id, '{"id": "' + malformed.id)
+    await put(wrongSize.id, JSON.stringify({ ...wrongSize.metadata, bytes: 'a lot' }))
+
+    const fresh = new S3BucketDestination(resolveS3({ ...s3(bucket) }, 'destination'))
+    const listed = await fresh.list()
+    t.same(listed.map((backup) => [backup.id, backup.metadata === null]), [
+      [wrongSize.id, true], [malformed.id, true], [oversized.id, true], [good.id, false]
+    ], 'listed, each without its record but the good one')
+    for (const { id } of [oversized, malformed, wrongSize]) {
+      const found = await fresh.find(id).catch((err: Error) => err)
+      t.equal(found instanceof Error ? found.message : found.metadata === null, true, `${id} is found, without its record`)
+    }
+    t.match(await fresh.find(good.id), { id: good.id, metadata: { sha256: good.sha256 } })
+
+    // Without a record there is no size to stop a download at: nothing is downloaded.
+    const other = await buildApp(t, { database: db, destination: s3(bucket), staging, interval: false })
+    await t.rejects(other.backup.verify(oversized.id), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' })
+    await t.rejects(other.backup.restore(malformed.id, { to: join(dir, 'restored.db') }), { code: 'FST_SQLITE_BACKUP_VERIFY_FAILED' })
+    t.notOk(existsSync(join(dir, 'restored.db')))
+    t.same(destinationFiles(staging), [])
+  })
+
+  t.test('a malformed age key (right shape, wrong checksum) fails the registration, without showing the key', async (t) => {
+    const age = await import('age-encryption')
+    const identity = await age.generateIdentity()
+    const recipient = await age.identityToRecipient(identity)
+    // The last character of a bech32 key is part of its checksum: changing it keeps the shape the options check.
+    const flip = (key: string): string => key.slice(0, -1) + (key.slice(-1) === 'q' ? 'p' : 'q')
+    const keys: Array<[string, string, S3Options['encryption']]> = [
+      ['recipient', flip(recipient), { recipient: flip(recipient) }],
+      ['identity', flip(identity.toLowerCase()).toUpperCase(), { identity: flip(identity.toLowerCase()).toUpperCase() }]
+    ]
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'), { rows: 10 })
+    t.teardown(() => db.close())
+    for (const [name, key, encryption] of keys) {
+      t.doesNotThrow(() => resolveS3({ ...s3(bucket, { encryption }) }, 'destination'), `the ${name} passes the shape check`)
+      const app = Fastify()
+      t.teardown(() => app.close())
+      const error = await app.register(backup, { database: db, destination: s3(bucket, { encryption }), staging: join(dir, 'staging'), interval: false }).ready().then(() => null, (err: Error) => err)
+      t.match(error, { code: 'FST_SQLITE_BACKUP_INVALID_OPTION', message: new RegExp(`encryption\\.${name}`) }, `a malformed ${name} fails the registration`)
+      t.notMatch(inspect(error, { depth: 10 }), key, 'the key is nowhere in the error (age\'s own message quotes it)')
+    }
+    // Reading with a malformed identity (the command-line tool takes one from a file): refused, without quoting it.
+    const [, badIdentity] = keys[1]
+    const refused = await decryptStream(Readable.from([]), 'an-id', badIdentity).then(() => null, (err: Error) => err)
+    t.match(refused, { code: 'FST_SQLITE_BACKUP_DECRYPT_FAILED' })
+    t.notMatch(inspect(refused, { depth: 10 }), badIdentity, 'the identity is nowhere in the error')
+  })
+
+  t.test('an upload that fails after its file was opened closes the file', async (t) => {
+    const age = await import('age-encryption')
+    const recipient = await age.identityToRecipient(await age.generateIdentity())
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const id = '20260101T000000000Z-0a1b2c3d'
+    const cases: Array<[string, S3Settings]> = [
+      // A recipient that passes the shape check but not age's own parsing, put() called without prepare().
+      ['a malformed recipient', resolveS3({ ...s3(bucket, { encryption: { recipient: recipient.slice(0, -1) + (recipient.endsWith('q') ? 'p' : 'q') } }) }, 'destination')],
+      // The upload itself refused once the file is open and read (lib-storage checks its part size when created).
+      ['an upload that cannot start', { ...resolveS3({ ...s3(bucket) }, 'destination'), partSize: 1024 }]
+    ]
+    for (const [index, [name, settings]] of cases.entries()) {
+      // Larger than the streams buffer: the read stream stops mid-file, holding its descriptor, if nobody drains it.
+      const file = join(dir, `snapshot-${index}.sqlite`)
+      writeFileSync(file, randomBytes(8 * 1024 * 1024))
+      const before = openFilesUnder(dir)
+      const destination = new S3BucketDestination(settings)
+      await t.rejects(destination.put(file, { id, bytes: 8 * 1024 * 1024, sha256: 'x' } as never, new AbortController().signal), `${name}: the upload fails`)
+      // The read stream opens its file asynchronously, possibly after put() has failed: wait for it to show up (if
+      // it ever does). Then, as the plugin does with a snapshot, the file is deleted; wait for it to be closed.
+      await waitFor(() => openFilesUnder(dir).length > before.length, 1000).catch(() => {})
+      rmSync(file)
+      await waitFor(() => openFilesUnder(dir).length === before.length, 2000).catch(() => {})
+      t.same(openFilesUnder(dir), before, `${name}: no descriptor left open on the deleted file`)
+    }
+    t.same(await multipartUploads(server, bucket), [])
   })
 
   t.test('an S3 destination that cannot be reached at startup does not keep the app from starting', async (t) => {

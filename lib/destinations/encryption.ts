@@ -22,9 +22,19 @@ async function age (): Promise<Age> {
   return await loaded
 }
 
-/** The recipient (`age1...`) of an identity (`AGE-SECRET-KEY-1...`). */
+/** The recipient (`age1...`) of an identity (`AGE-SECRET-KEY-1...`); throws if age cannot parse the identity. */
 export async function recipientOf (identity: string): Promise<string> {
   return await (await age()).identityToRecipient(identity)
+}
+
+/**
+ * Throws if age cannot encrypt to `recipient`: parsed as age parses it, then used once, on an empty file (which
+ * also refuses a key that parses but is not a usable public key).
+ */
+export async function checkRecipient (recipient: string): Promise<void> {
+  const encrypter = new (await age()).Encrypter()
+  encrypter.addRecipient(recipient)
+  await encrypter.encrypt(new Uint8Array(0))
 }
 
 /** Encrypts a stream to the age format, 64 KiB chunk by 64 KiB chunk, pulled as the consumer reads. */
@@ -41,7 +51,12 @@ export async function encryptStream (source: Readable, recipient: string): Promi
 export async function decryptStream (source: Readable, id: string, identity: string | undefined): Promise<Readable> {
   if (identity === undefined) throw new FST_SQLITE_BACKUP_DECRYPT_FAILED(id, 'it is encrypted and the destination has no "encryption.identity"')
   const decrypter = new (await age()).Decrypter()
-  decrypter.addIdentity(identity)
+  try {
+    decrypter.addIdentity(identity)
+  } catch {
+    // age's own message quotes the key: it is not passed on.
+    throw new FST_SQLITE_BACKUP_DECRYPT_FAILED(id, '"encryption.identity" is not a valid age identity')
+  }
   try {
     return toNode(await decrypter.decrypt(toWeb(source)), id)
   } catch (err) {

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { BackupMetadata, BackupInfo } from '../../types/index'
@@ -125,20 +125,27 @@ export class LocalDestination implements Destination {
   /**
    * Publishes a finished, flushed temp file. The metadata gets its final name first and the backup file last, so
    * the backup's own rename is the commit point: a crash before it leaves only leftovers that the next start
-   * removes, never a backup file without its record.
+   * removes, never a backup file without its record. A failure after it undoes nothing: the backup exists.
    */
   async publish (tempFile: string, metadata: BackupMetadata): Promise<string> {
     const tempMetadata = this.tempPath(metadata.id, 'json')
+    const backupPath = this.backupPath(metadata.id)
     try {
       await writeNewFile(tempMetadata, JSON.stringify(metadata, null, 2) + '\n')
       await renameDurably(tempMetadata, this.metadataPath(metadata.id), this.directory)
-      await renameDurably(tempFile, this.backupPath(metadata.id), this.directory)
+      await rename(tempFile, backupPath)
     } catch (err) {
       await removeFile(tempMetadata)
       await removeFile(this.metadataPath(metadata.id))
       throw err
     }
-    return this.backupPath(metadata.id)
+    try {
+      await syncDirectory(this.directory)
+    } catch (err) {
+      // Deleting the record now would leave a published backup without one. Both stay; the failure is reported.
+      throw Object.assign(new Error(`backup ${metadata.id} is in place with its record, but flushing the directory failed, so it may not survive a power loss: ${(err as Error).message}`, { cause: err }), { code: (err as NodeJS.ErrnoException).code })
+    }
+    return backupPath
   }
 
   /** Deletes a backup: its file first, so that an interrupted delete leaves only an orphan record. */

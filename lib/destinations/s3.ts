@@ -4,7 +4,7 @@ import { Transform, PassThrough, type Readable } from 'node:stream'
 import { createGzip, createGunzip } from 'node:zlib'
 import {
   S3Client, HeadBucketCommand, ListObjectsV2Command, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
-  ListMultipartUploadsCommand, AbortMultipartUploadCommand
+  ListMultipartUploadsCommand, AbortMultipartUploadCommand, type MultipartUpload
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import type { BackupInfo, BackupMetadata } from '../../types/index'
@@ -12,9 +12,10 @@ import { checkBackupId, idNamePattern } from '../backup-id'
 import { createEmptyFile, removeFile } from '../durable-fs'
 import {
   isPluginError, FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET,
-  FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_REQUEST_FAILED, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT
+  FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_REQUEST_FAILED, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT,
+  FST_SQLITE_BACKUP_VERIFY_FAILED
 } from '../errors'
-import { encryptStream, decryptStream, recipientOf } from './encryption'
+import { encryptStream, decryptStream, recipientOf, checkRecipient } from './encryption'
 import type { S3Settings } from './s3-options'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
 
@@ -22,6 +23,8 @@ const RECORD = idNamePattern(String.raw`\.json`)
 const DATA = idNamePattern(String.raw`\.sqlite(\.gz)?(\.age)?`)
 // Records read at once by list(): each is a small GET.
 const RECORD_READS = 8
+// A record is under a few KiB. A larger object under a record's name is not one, and is not read into memory.
+const MAX_RECORD_BYTES = 1024 * 1024
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'TimeoutError', 'RequestTimeout'])
 
 /**
@@ -40,8 +43,14 @@ export class S3BucketDestination implements Destination {
    * listing costs one GET per record the first time only, then ListObjectsV2 alone.
    */
   private readonly records = new Map<string, BackupMetadata>()
+  /** The recipient, once age has parsed the keys. */
+  private checkedRecipient: string | undefined
 
-  constructor (private readonly settings: S3Settings) {
+  /**
+   * `listPageSize` sets MaxUploads of ListMultipartUploads (the server's default, 1000, when unset); the tests
+   * use it to get several pages from a few uploads.
+   */
+  constructor (private readonly settings: S3Settings, private readonly internal: { listPageSize?: number } = {}) {
     this.name = `s3://${settings.bucket}/${settings.prefix}`
     this.client = new S3Client({
       region: settings.region,
@@ -54,24 +63,35 @@ export class S3BucketDestination implements Destination {
   }
 
   /**
-   * One HeadBucket: a wrong bucket or credentials show at startup, not at the first backup. Given up when `signal`
-   * aborts, so that a server that takes packets and never answers cannot hold the app's boot.
+   * The keys, parsed by age, then one HeadBucket: a malformed key, a wrong bucket or credentials show at
+   * startup, not at the first backup. Given up when `signal` aborts, so that a server that takes packets and never
+   * answers cannot hold the app's boot.
    */
   async prepare (signal: AbortSignal): Promise<void> {
     await this.recipient()
     await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }), { abortSignal: signal }))
   }
 
-  /** The age recipient to encrypt to: given, or derived from the identity; both given must match. */
+  /**
+   * The age recipient to encrypt to: given, or derived from the identity; both given must match. The options
+   * check looks at the keys' shape only; age parses them here, and a key it refuses is FST_SQLITE_BACKUP_INVALID_OPTION.
+   */
   private async recipient (): Promise<string | undefined> {
     const encryption = this.settings.encryption
     if (!encryption) return undefined
-    if (encryption.identity === undefined) return encryption.recipient
-    const derived = await recipientOf(encryption.identity)
-    if (encryption.recipient !== '' && encryption.recipient !== derived) {
-      throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
+    if (this.checkedRecipient !== undefined) return this.checkedRecipient
+    const { recipient, identity } = encryption
+    let checked = recipient
+    if (identity === undefined) {
+      await parseKey('encryption.recipient', 'an age recipient (public key) that age can encrypt to', () => checkRecipient(recipient))
+    } else {
+      checked = await parseKey('encryption.identity', 'an age identity (secret key) that age can read', () => recipientOf(identity))
+      if (recipient !== '' && recipient !== checked) {
+        throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
+      }
     }
-    return derived
+    this.checkedRecipient = checked
+    return checked
   }
 
   async list (): Promise<BackupInfo[]> {
@@ -114,39 +134,51 @@ export class S3BucketDestination implements Destination {
         callback(null, chunk)
       }
     })
-    const source = createReadStream(file, { highWaterMark: 1 << 20 })
-    const streams: Readable[] = [source]
-    let streaming: Promise<unknown>
+    // The encryption is set up before the file is opened: if it fails, there is no file to close.
+    let sealing: { plain: PassThrough, sealed: Readable } | undefined
     if (recipient) {
       const plain = new PassThrough()
-      const sealing = pipeline(gzip ? [source, createGzip(), plain] : [source, plain])
-      const sealed = await encryptStream(plain, recipient)
-      streams.push(plain, sealed)
-      streaming = Promise.all([sealing, pipeline(sealed, counter)])
-    } else {
-      streaming = pipeline(gzip ? [source, createGzip(), counter] : [source, counter])
+      try {
+        sealing = { plain, sealed: await encryptStream(plain, recipient) }
+      } catch (err) {
+        plain.destroy()
+        counter.destroy()
+        throw err
+      }
     }
-    streaming = streaming.catch(() => {})
-    const contentType = recipient ? 'application/octet-stream' : gzip ? 'application/gzip' : 'application/vnd.sqlite3'
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: contentType },
-      queueSize: this.settings.queueSize,
-      partSize: this.settings.partSize,
-      leavePartsOnError: false
-    })
+    const source = createReadStream(file, { highWaterMark: 1 << 20 })
+    // From here on, any failure destroys every stream: the file is closed at once, not when the process exits (a
+    // descriptor left open would hold the deleted snapshot's disk space).
+    const streams: Readable[] = [source, counter, ...(sealing ? [sealing.plain, sealing.sealed] : [])]
+    let streaming: Promise<unknown> = Promise.resolve()
+    let upload: Upload | undefined
     let timedOut = false
-    const timer = setTimeout(() => { timedOut = true; upload.abort().catch(() => {}) }, this.settings.uploadTimeout)
-    const onAbort = (): void => { upload.abort().catch(() => {}) }
-    signal.addEventListener('abort', onAbort, { once: true })
+    let timer: NodeJS.Timeout | undefined
+    const onAbort = (): void => { upload?.abort().catch(() => {}) }
     try {
-      await upload.done()
+      streaming = (sealing
+        ? Promise.all([pipeline(gzip ? [source, createGzip(), sealing.plain] : [source, sealing.plain]), pipeline(sealing.sealed, counter)])
+        : pipeline(gzip ? [source, createGzip(), counter] : [source, counter])
+      ).catch(() => {})
+      const contentType = recipient ? 'application/octet-stream' : gzip ? 'application/gzip' : 'application/vnd.sqlite3'
+      const started = new Upload({
+        client: this.client,
+        params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: contentType },
+        queueSize: this.settings.queueSize,
+        partSize: this.settings.partSize,
+        leavePartsOnError: false
+      })
+      upload = started
+      timer = setTimeout(() => { timedOut = true; started.abort().catch(() => {}) }, this.settings.uploadTimeout)
+      signal.addEventListener('abort', onAbort, { once: true })
+      await started.done()
     } catch (err) {
       for (const stream of streams) stream.destroy()
-      counter.destroy()
-      // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
-      this.pendingAborts.add(key)
-      await this.abortPendingUploads().catch(() => {})
+      if (upload) {
+        // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
+        this.pendingAborts.add(key)
+        await this.abortPendingUploads().catch(() => {})
+      }
       if (timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
       throw this.describe('upload the backup', err)
     } finally {
@@ -174,8 +206,15 @@ export class S3BucketDestination implements Destination {
     for (const name of names) await this.deleteKey(name)
   }
 
-  /** Downloads the backup into `tempPath`, decrypted and decompressed; the copy is removed when released. */
+  /**
+   * Downloads the backup into `tempPath`, decrypted and decompressed; the copy is removed when released. Objects
+   * offsite are not trusted: the download stops with FST_SQLITE_BACKUP_VERIFY_FAILED (and leaves no file) as soon
+   * as it is larger than the record says, and a backup without a (sound) record is not downloaded at all.
+   */
   async localCopy (backup: BackupInfo, tempPath: string, signal: AbortSignal): Promise<LocalCopy> {
+    if (!Number.isSafeInteger(backup.metadata?.bytes)) {
+      throw new FST_SQLITE_BACKUP_VERIFY_FAILED(backup.id, 'its record is missing or unreadable, so its download could be neither checked nor bounded')
+    }
     await createEmptyFile(tempPath)
     const release = (): Promise<void> => removeFile(tempPath)
     try {
@@ -190,10 +229,17 @@ export class S3BucketDestination implements Destination {
   private async download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void> {
     const name = this.dataName(backup.id, backup.metadata) ?? `${backup.id}.sqlite`
     const response = await this.call('download the backup', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name }), { abortSignal: signal }))
-    let body = response.Body as Readable
-    if (name.endsWith('.age')) body = await decryptStream(body, backup.id, this.settings.encryption?.identity)
+    const received = response.Body as Readable
+    let body = received
+    try {
+      if (name.endsWith('.age')) body = await decryptStream(received, backup.id, this.settings.encryption?.identity)
+    } catch (err) {
+      received.destroy()
+      throw err
+    }
     const target = createWriteStream(to, { flags: 'r+' })
-    await pipeline(name.includes('.sqlite.gz') ? [body, createGunzip(), target] : [body, target], { signal })
+    const bounded = atMost(backup.metadata!.bytes, backup.id)
+    await pipeline(name.includes('.sqlite.gz') ? [body, createGunzip(), bounded, target] : [body, bounded, target], { signal })
   }
 
   /** The data object named by a record, if it has the only form a record of this backup can name. */
@@ -209,8 +255,7 @@ export class S3BucketDestination implements Destination {
   async removeLeftovers (): Promise<string[]> {
     const removed: string[] = []
     const cutoff = Date.now() - this.settings.uploadTimeout
-    const uploads = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.settings.bucket, Prefix: this.settings.prefix })))
-    for (const upload of uploads.Uploads ?? []) {
+    for (const upload of await this.listUploads(this.settings.prefix)) {
       if (!upload.Key || !upload.UploadId || (upload.Initiated && upload.Initiated.getTime() > cutoff)) continue
       await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: upload.Key, UploadId: upload.UploadId })))
       removed.push(upload.Key)
@@ -259,12 +304,16 @@ export class S3BucketDestination implements Destination {
     return backupInfo(id, `s3://${this.settings.bucket}/${this.settings.prefix}${metadata?.file ?? `${id}.sqlite`}`, metadata)
   }
 
-  private async readRecord (id: string): Promise<BackupMetadata> {
+  /** A backup's record; null when what is stored under its name is not one (too large, not JSON, not this backup's). */
+  private async readRecord (id: string): Promise<BackupMetadata | null> {
     const known = this.records.get(id)
     if (known) return known
-    const response = await this.call('read a record', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: `${this.settings.prefix}${id}.json` })))
-    const metadata = JSON.parse(await response.Body!.transformToString()) as BackupMetadata
-    this.records.set(id, metadata)
+    const text = await this.call('read a record', async () => {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: `${this.settings.prefix}${id}.json` }))
+      return await readAtMost(response.Body as Readable, MAX_RECORD_BYTES, response.ContentLength)
+    })
+    const metadata = text === undefined ? null : parseRecord(text, id)
+    if (metadata) this.records.set(id, metadata)
     return metadata
   }
 
@@ -284,12 +333,29 @@ export class S3BucketDestination implements Destination {
 
   private async abortPendingUploads (): Promise<void> {
     for (const key of this.pendingAborts) {
-      const uploads = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.settings.bucket, Prefix: key })))
-      for (const upload of uploads.Uploads ?? []) {
+      for (const upload of await this.listUploads(key)) {
         if (upload.Key !== key || !upload.UploadId) continue
         await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: key, UploadId: upload.UploadId })))
       }
       this.pendingAborts.delete(key)
+    }
+  }
+
+  /** Every unfinished multipart upload whose key starts with `prefix`: one ListMultipartUploads per page. */
+  private async listUploads (prefix: string): Promise<MultipartUpload[]> {
+    const uploads: MultipartUpload[] = []
+    let keyMarker: string | undefined
+    let uploadIdMarker: string | undefined
+    for (;;) {
+      const page = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({
+        Bucket: this.settings.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: this.internal.listPageSize
+      })))
+      uploads.push(...(page.Uploads ?? []))
+      // A server that says "more" without moving its markers on would be listed forever: take what it gave.
+      if (page.IsTruncated !== true || page.NextKeyMarker === undefined ||
+        (page.NextKeyMarker === keyMarker && page.NextUploadIdMarker === uploadIdMarker)) return uploads
+      keyMarker = page.NextKeyMarker
+      uploadIdMarker = page.NextUploadIdMarker
     }
   }
 
@@ -316,6 +382,63 @@ export class S3BucketDestination implements Destination {
     const because = [code, status ? `HTTP ${status}` : undefined].filter((part) => part !== undefined && !detail.includes(part))
     return new FST_SQLITE_BACKUP_S3_REQUEST_FAILED(`${action} at "${this.name}"`, `${detail}${because.length > 0 ? ` (${because.join(', ')})` : ''}`, { cause: err })
   }
+}
+
+/**
+ * Runs age's parsing of a key. What age throws is replaced, not wrapped: its messages quote the key, and an
+ * identity is a secret. A missing age-encryption package keeps its own error.
+ */
+async function parseKey<T> (option: string, expected: string, parse: () => Promise<T>): Promise<T> {
+  try {
+    return await parse()
+  } catch (err) {
+    if (isPluginError(err)) throw err
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(option, expected)
+  }
+}
+
+/** A stream's text, or undefined (and the stream destroyed) when it is longer than `limit` bytes. */
+async function readAtMost (body: Readable, limit: number, length: number | undefined): Promise<string | undefined> {
+  if (length !== undefined && length > limit) {
+    body.destroy()
+    return undefined
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  // Leaving the loop early destroys the stream.
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length
+    if (size > limit) return undefined
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/** A record as JSON, if it is one of backup `id`, with the fields a reader relies on (its size above all). */
+function parseRecord (text: string, id: string): BackupMetadata | null {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return null
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
+  const { id: recorded, bytes, sha256, createdAt } = value as Record<string, unknown>
+  const sound = recorded === id && Number.isSafeInteger(bytes) && (bytes as number) >= 0 && typeof sha256 === 'string' &&
+    typeof createdAt === 'string' && !Number.isNaN(Date.parse(createdAt))
+  return sound ? value as BackupMetadata : null
+}
+
+/** Passes at most `limit` bytes on; one more fails the stream, and with it the pipeline it is in. */
+function atMost (limit: number, id: string): Transform {
+  let seen = 0
+  return new Transform({
+    transform (chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      if (seen > limit) callback(new FST_SQLITE_BACKUP_VERIFY_FAILED(id, `its download is larger than the ${limit} bytes its record says; it was stopped there`))
+      else callback(null, chunk)
+    }
+  })
 }
 
 function statusOf (err: unknown): number | undefined {
