@@ -85,8 +85,16 @@ export class Backups {
    * written) and says how to give it the time it needs, rather than leave a restore running behind a failed boot.
    */
   async restoreIfMissing (budget: RegistrationBudget): Promise<void> {
+    const restoring = this.restoreNewestGood(budget.signal)
+    // Past the budget, the boot is told at once; the restore, aborted, removes its temp file by itself.
+    const outOfTime = new Promise<'out of time'>((resolve) => {
+      if (budget.signal.aborted) resolve('out of time')
+      budget.signal.addEventListener('abort', () => resolve('out of time'), { once: true })
+    })
     try {
-      await this.restoreNewestGood(budget.signal)
+      if (await Promise.race([restoring, outOfTime]) !== 'out of time') return
+      restoring.catch(() => {})
+      throw budget.signal.reason
     } catch (err) {
       if (!budget.signal.aborted) throw err
       throw new FST_SQLITE_BACKUP_RESTORE_FAILED(this.options.databasePath, `restoring it at registration did not finish within the app's pluginTimeout (${budget.pluginTimeout} ms); raise it (for example Fastify({ pluginTimeout: 300_000 }), or 0 for no limit), or restore with the command-line tool before starting the app`, { cause: err })
@@ -115,15 +123,15 @@ export class Backups {
     throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist and "${destination.name}" holds no good backup to restore`)
   }
 
-  /** Runs on `onReady`: quick work only (no backup is awaited here). */
-  async start (): Promise<void> {
+  /** Runs on `onReady`, within `budget` (Fastify's pluginTimeout applies there too): no backup is awaited here. */
+  async start (budget: RegistrationBudget): Promise<void> {
     const journalMode = this.backupRun.open()
     if (journalMode !== 'wal') {
       this.log.warn({ journalMode }, 'sqlite backup: the database is in %s journal mode, so writers wait while a backup reads it; switch it to WAL (PRAGMA journal_mode = WAL) for backups that block no writer', journalMode)
     }
     const downloads = await this.staging.removeDeadDownloads()
     if (downloads.length > 0) this.log.info({ leftovers: downloads, staging: this.staging.path }, 'sqlite backup: removed downloads left by processes that are gone')
-    this.backupRun.resume(await this.publisher.load())
+    this.backupRun.resume(await this.publisher.load(budget.signal))
     this.phase = 'ready'
     if (this.schedule) {
       // Known from the start, so that status() tells at once whether this process backs up on its schedule.
@@ -215,6 +223,7 @@ export class Backups {
     }
     this.leases.releaseAll()
     this.backupRun.close()
+    this.publisher.close()
   }
 
   private async scheduledRun (): Promise<void> {

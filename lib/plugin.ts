@@ -25,17 +25,18 @@ async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: Fas
     verify: (id, verifyOptions) => backups.verify(id, verifyOptions),
     restore: (backup, restoreOptions) => backups.restore(backup, restoreOptions)
   })
-  fastify.addHook('onReady', async () => { await backups.start() })
+  fastify.addHook('onReady', async () => { await backups.start(registrationBudget(fastify.initialConfig.pluginTimeout)) })
   fastify.addHook('onClose', async () => { await backups.close() })
 }
 
-// Of Fastify's pluginTimeout, the share registration may use: the rest is margin for Fastify and other plugins.
-const BUDGET_SHARE = 0.8
+// What registration leaves of Fastify's pluginTimeout to Fastify and other plugins: 3 s, or half of a short one.
+const BUDGET_MARGIN_MS = 3000
 
 /** Registration must end within Fastify's pluginTimeout, or the app fails to boot with our work still running. */
 function registrationBudget (pluginTimeout = 10_000): RegistrationBudget {
-  const signal = pluginTimeout > 0 ? AbortSignal.timeout(Math.floor(pluginTimeout * BUDGET_SHARE)) : new AbortController().signal
-  return { signal, pluginTimeout }
+  if (pluginTimeout <= 0) return { signal: new AbortController().signal, pluginTimeout }
+  const budget = Math.max(pluginTimeout - BUDGET_MARGIN_MS, Math.floor(pluginTimeout / 2))
+  return { signal: AbortSignal.timeout(budget), pluginTimeout }
 }
 
 /**

@@ -107,12 +107,18 @@ export class Publisher {
    * At start: learns what each destination holds, and removes what interrupted uploads left offsite (judged by age,
    * so it needs no lease); returns the newest record of the first destination.
    */
-  async load (): Promise<BackupMetadata | null> {
+  async load (signal: AbortSignal): Promise<BackupMetadata | null> {
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(PREPARE_TIMEOUT)])
     let newest: BackupMetadata | null = null
     await Promise.all(this.tracked.map(async (item, index) => {
       try {
-        if (item.destination.type !== 'local') await this.removeLeftovers(item.destination)
-        const backups = await item.destination.list()
+        // Offsite, within a few seconds: onReady runs within Fastify's pluginTimeout, and storage may be away.
+        const backups = item.destination.type === 'local'
+          ? await item.destination.list()
+          : await until(bounded, (async () => {
+            await this.removeLeftovers(item.destination)
+            return await item.destination.list()
+          })())
         item.kept = keptOf(backups)
         item.lastBackupId = backups[0]?.id ?? null
         if (index === 0) newest = backups.find((backup) => backup.metadata !== null)?.metadata ?? null
@@ -123,6 +129,11 @@ export class Publisher {
       }
     }))
     return newest
+  }
+
+  /** Closes the destinations' connections. */
+  close (): void {
+    for (const { destination } of this.tracked) destination.close()
   }
 
   /** Holding the run lease: removes what interrupted runs left in the local directories (and in `staging`). */
@@ -260,6 +271,22 @@ function recordSuccess (item: TrackedDestination, metadata: BackupMetadata): voi
 function recordFailure (item: TrackedDestination, error: Error & { code?: string }): void {
   item.lastError = { at: new Date(), code: error.code ?? 'UNKNOWN', message: error.message }
   item.lagging = true
+}
+
+/** The work's result, or a rejection once `signal` aborts (the work goes on; its outcome is then ignored). */
+async function until<T> (signal: AbortSignal, work: Promise<T>): Promise<T> {
+  work.catch(() => {})
+  let onAbort: (() => void) | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(new Error('no answer in time'))
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([work, late])
+  } finally {
+    signal.removeEventListener('abort', onAbort!)
+  }
 }
 
 function keptOf (backups: BackupInfo[]): Kept {

@@ -48,6 +48,7 @@ t.test('restoreIfMissing that cannot finish within pluginTimeout stops cleanly a
   db.close()
   rmSync(path)
 
+  // 100 ms: registration gives up after half of it, well before Fastify does, on any machine.
   const tight = Fastify({ pluginTimeout: 100 })
   t.teardown(() => tight.close())
   tight.register(backup, { database: path, destination, interval: false, restoreIfMissing: true })
@@ -60,5 +61,5 @@ t.test('restoreIfMissing that cannot finish within pluginTimeout stops cleanly a
   t.teardown(() => roomy.close())
   await roomy.register(backup, { database: path, destination, interval: false, restoreIfMissing: true })
   await roomy.ready()
-  t.equal(count(path, 'items'), 40_100, 'with the time it needs, the same restore works')
+  t.equal(count(path, 'items'), 40_000, 'with the time it needs, the same restore works')
 })

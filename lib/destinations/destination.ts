@@ -34,6 +34,8 @@ export interface Destination {
   isTransient (err: unknown): boolean
   /** Removes what interrupted runs left behind; returns their names. */
   removeLeftovers (): Promise<string[]>
+  /** Releases its connections (at close): requests still in flight fail. */
+  close (): void
 }
 
 export interface LocalCopy {

@@ -40,6 +40,8 @@ export class LocalDestination implements Destination {
     return { path: backup.path, release: async () => {} }
   }
 
+  close (): void {}
+
   /** Nothing is retried: a local failure (a full disk, permissions) does not pass by itself within seconds. */
   isTransient (): boolean {
     return false
