@@ -131,7 +131,8 @@ export class BackupRun {
     })
     this.newestBackup = published.stored
     this.versionAtLastBackup = version
-    await publisher.applyRetention(published.destinations)
+    // Not while the app closes: close() waits for no deletion (the next run applies the policy).
+    if (!closing.aborted) await publisher.applyRetention(published.destinations)
     return this.result(published.stored, false, startedAt, published.storedAt)
   }
 

@@ -208,13 +208,17 @@ export class Publisher {
       const item = this.tracked.find((tracked) => tracked.destination === destination)!
       try {
         const backups = await destination.list()
-        const doomed = new Set(backupsToDelete(backups, this.context.keep).filter((id) => !this.context.inUse.has(id)))
+        const doomed = backupsToDelete(backups, this.context.keep).filter((id) => !this.context.inUse.has(id))
+        const deleted = new Set<string>()
         for (const id of doomed) {
+          // The app is closing: close() waits for no deletion; the next run applies the policy.
+          if (this.context.closing.aborted) break
           await destination.remove(id)
+          deleted.add(id)
           this.context.log.debug({ backup: { id }, destination: destination.name }, 'sqlite backup deleted by retention')
         }
         // What stays is what was listed minus what was deleted: no second listing (a request per record offsite).
-        item.kept = keptOf(backups.filter((backup) => !doomed.has(backup.id)))
+        item.kept = keptOf(backups.filter((backup) => !deleted.has(backup.id)))
       } catch (err) {
         this.context.log.error({ err, destination: destination.name }, 'sqlite backup: could not delete old backups; they will be retried after the next backup')
       }

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream'
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
-import { createDatabase, buildApp, count, delay } from './helpers'
+import { createDatabase, buildApp, count, delay, waitFor } from './helpers'
 
 // Registration runs within Fastify's pluginTimeout: past it the app fails to boot with FST_ERR_PLUGIN_TIMEOUT, and
 // whatever the plugin was doing goes on behind the failed boot.
@@ -62,4 +62,40 @@ t.test('restoreIfMissing that cannot finish within pluginTimeout stops cleanly a
   await roomy.register(backup, { database: path, destination, interval: false, restoreIfMissing: true })
   await roomy.ready()
   t.equal(count(path, 'items'), 40_000, 'with the time it needs, the same restore works')
+})
+
+t.test('close() stays within closeTimeout while an upload hangs on a server that never answers', async (t) => {
+  const sockets = new Set<Socket>()
+  let uploading = false
+  const silent = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('data', (data) => { if (/^PUT /m.test(String(data))) uploading = true })
+  })
+  silent.listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  t.teardown(() => { for (const socket of sockets) socket.destroy(); silent.close() })
+  const { port } = silent.address() as { port: number }
+
+  const dir = t.testdir()
+  const db = createDatabase(join(dir, 'app.db'))
+  t.teardown(() => db.close())
+  const app = Fastify({ pluginTimeout: 3000 })
+  await app.register(backup, {
+    database: db,
+    destination: [join(dir, 'backups'), { type: 's3', bucket: 'backups', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, attempts: 1 }],
+    interval: false,
+    closeTimeout: 500
+  })
+  await app.ready()
+  const run = app.backup.now()
+  run.catch(() => {})
+  // The local copy is published; the upload is then stuck waiting for an answer.
+  await waitFor(() => uploading, 10_000).catch(() => {})
+  t.ok(uploading, 'the upload reached the server')
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  // Before, the clean-up after the aborted upload asked the silent server for its unfinished uploads and waited
+  // for its request timeout (minutes). The bound is loose: what matters is that close() did not wait on the server.
+  t.ok(took < 10_000, `close() took ${took} ms with closeTimeout 500 ms`)
 })

@@ -180,9 +180,10 @@ export class S3BucketDestination implements Destination {
     } catch (err) {
       for (const stream of streams) stream.destroy()
       if (upload) {
-        // No parts may stay behind (they are billed and invisible): abort now, or before the next upload.
+        // No parts may stay behind (they are billed and invisible): abort now, or before the next upload. Not while
+        // the app closes: close() must not wait on a server; the next start aborts the upload once it is stale.
         this.pendingAborts.add(key)
-        await this.abortPendingUploads().catch(() => {})
+        if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
       }
       if (timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
       throw this.describe('upload the backup', err)
