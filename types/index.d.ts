@@ -182,7 +182,10 @@ declare namespace fastifySqliteBackup {
     skipped: boolean
     /** Id of the backup that holds the data: the new one, or the newest existing one when skipped. */
     id: string
-    /** Absolute path of that backup file. */
+    /**
+     * Where that backup is: the absolute path of its file in the first local destination; with S3 destinations
+     * only, the `s3://bucket/prefix/<file>` URL of the stored object (compressed, maybe encrypted), not a path.
+     */
     path: string
     bytes: number
     sha256: string
