@@ -180,8 +180,9 @@ export class Backups {
         { path, expected: checksumOf(backup.metadata) },
         { timeout: this.options.timeout, signal: this.closing.signal }
       )).catch((err: Error & { code?: string }) => {
-        // A backup that cannot be decrypted is a finding about that backup, like a bad checksum.
-        if (err.code === 'FST_SQLITE_BACKUP_DECRYPT_FAILED') return [err.message]
+        // A backup that cannot be decrypted, or whose download does not match its record, is a finding about that
+        // backup, like a bad checksum: reported, not thrown.
+        if (err.code === 'FST_SQLITE_BACKUP_DECRYPT_FAILED' || err.code === 'FST_SQLITE_BACKUP_VERIFY_FAILED') return [err.message]
         throw err
       })
       const result: VerifyResult = { ok: problems.length === 0, id: backup.id, path: backup.path, problems, checkedAt, durationMs: Date.now() - checkedAt.getTime() }

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import { createServer, type Socket } from 'node:net'
 import { once } from 'node:events'
@@ -8,16 +8,24 @@ import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
 import { createDatabase, buildApp, count, delay, waitFor } from './helpers'
 
+/** A server that takes connections and reads requests, and never answers: a network that drops packets. */
+async function silentServer (t: Test, onData: (data: string) => void = () => {}): Promise<{ sockets: Set<Socket>, port: number }> {
+  const sockets = new Set<Socket>()
+  const silent = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('data', (data) => onData(String(data)))
+  })
+  silent.listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  t.teardown(() => { for (const socket of sockets) socket.destroy(); silent.close() })
+  return { sockets, port: (silent.address() as { port: number }).port }
+}
+
 // Registration runs within Fastify's pluginTimeout: past it the app fails to boot with FST_ERR_PLUGIN_TIMEOUT, and
 // whatever the plugin was doing goes on behind the failed boot.
 
 t.test('an S3 endpoint that takes connections and never answers does not hold the boot', async (t) => {
-  const sockets = new Set<Socket>()
-  const silent = createServer((socket) => { sockets.add(socket) })
-  silent.listen(0, '127.0.0.1')
-  await once(silent, 'listening')
-  t.teardown(() => { for (const socket of sockets) socket.destroy(); silent.close() })
-  const { port } = silent.address() as { port: number }
+  const { sockets, port } = await silentServer(t)
 
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'))
@@ -65,16 +73,8 @@ t.test('restoreIfMissing that cannot finish within pluginTimeout stops cleanly a
 })
 
 t.test('close() stays within closeTimeout while an upload hangs on a server that never answers', async (t) => {
-  const sockets = new Set<Socket>()
   let uploading = false
-  const silent = createServer((socket) => {
-    sockets.add(socket)
-    socket.on('data', (data) => { if (/^PUT /m.test(String(data))) uploading = true })
-  })
-  silent.listen(0, '127.0.0.1')
-  await once(silent, 'listening')
-  t.teardown(() => { for (const socket of sockets) socket.destroy(); silent.close() })
-  const { port } = silent.address() as { port: number }
+  const { port } = await silentServer(t, (data) => { if (/^PUT /m.test(data)) uploading = true })
 
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'))

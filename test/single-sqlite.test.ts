@@ -34,14 +34,3 @@ t.test('a connection from another copy of better-sqlite3 is refused at registrat
   t.equal(count(path, 'pairs'), 1, 'the database is untouched and still readable')
   t.same(db.prepare('SELECT count(*) AS n FROM pairs').get(), { n: 1 }, 'the app\'s connection still works')
 })
-
-t.test('a connection of the copy the plugin loads is accepted', async (t) => {
-  const dir = t.testdir()
-  const db = createDatabase(join(dir, 'app.db'))
-  t.teardown(() => db.close())
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(backup, { database: db, destination: join(dir, 'backups'), interval: false })
-  await app.ready()
-  t.equal((await app.backup.now()).skipped, false)
-})
