@@ -1,5 +1,6 @@
 // The S3-compatible server of the tests: started by `.ci/s3-server start`, which writes its address and keys
-// into .ci/s3.env. Under CI a missing server fails the tests; elsewhere they are skipped with a note.
+// into .ci/s3.env. Under CI a missing server fails the tests; elsewhere they are skipped with a note, and
+// test/coverage-map.mjs (which makes the same check) leaves the files only they exercise out of the coverage check.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -51,7 +52,8 @@ export function findS3Server (): S3Server | undefined {
   return undefined
 }
 
-export const SKIP_MESSAGE = 'no S3 test server: run `.ci/s3-server start` (Debian/Ubuntu, root) to run the S3 tests'
+export const SKIP_MESSAGE = 'no S3 test server, so the S3 tests are skipped and the files only they exercise are left out of the ' +
+  'coverage check (test/coverage-map.mjs): run `.ci/s3-server start` (Debian/Ubuntu, root) to run them'
 
 export function client (server: S3Server): S3Client {
   return new S3Client({
