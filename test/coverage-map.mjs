@@ -22,6 +22,10 @@ const LEFT_OUT = S3_ONLY.flatMap((file) => [file, file.replace(/^lib\//, 'dist/'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
+for (const file of S3_ONLY) {
+  if (!existsSync(join(root, file))) throw new Error(`S3_ONLY in test/coverage-map.mjs names ${file}, which does not exist`)
+}
+
 /** The same test as findS3Server() in test/s3-server.ts: .ci/s3.env names an endpoint and something answers there. */
 function s3ServerAnswers () {
   let endpoint

@@ -15,7 +15,7 @@ t.test('defaults and duration strings', async (t) => {
 
   t.same(resolveOptions({ database, destination }), {
     databasePath: database,
-    destination,
+    stagingDirectory: destination,
     destinations: [{ type: 'local', directory: destination }],
     interval: DEFAULT_INTERVAL,
     keep: { last: DEFAULT_KEEP },

@@ -1,12 +1,12 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Writable } from 'node:stream'
-import { existsSync, readdirSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, mkdirSync, writeFileSync, copyFileSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 import { Lease } from '../lib/lease'
 import { leaseScope } from '../lib/leases'
-import { timeOfId } from '../lib/backup-id'
+import { timeOfId, newBackupId } from '../lib/backup-id'
 import { createDatabase, waitFor } from './helpers'
 
 /** An app whose log lines (JSON, from `info` on) are collected in `lines`. */
@@ -67,32 +67,33 @@ t.test('a run that waited for another process takes its id and time when its sna
   t.teardown(() => db.close())
   const destination = join(dir, 'backups')
   // keep: 1 — with ids out of snapshot order, the run that waited would delete its own, newer, backup.
-  const options = { database: db, destination, interval: false as const, keep: 1 }
-  const first = await loggedApp(t, options)
-  const second = await loggedApp(t, options)
-  await first.app.backup.now()
+  const { app } = await loggedApp(t, { database: db, destination, interval: false, keep: 1 })
+  const existing = await app.backup.now()
   const runLease = readdirSync(destination).find((name) => /^\.run-[0-9a-f]+\.lock$/.test(name))!
   // Another process's run in progress: its lease held by a connection of its own.
   const holder = new Lease(join(destination, runLease))
   t.teardown(() => holder.release())
   t.ok(holder.tryAcquire())
 
-  const insert = db.prepare('INSERT INTO pairs (n) VALUES (?)')
-  insert.run(1)
-  const waited = first.app.backup.now({ force: true })
+  db.prepare('INSERT INTO pairs (n) VALUES (1)').run()
+  const waited = app.backup.now({ force: true })
   await new Promise((resolve) => setTimeout(resolve, 300))
-  // The lease is let go and a run called later takes it first (its next try comes sooner than the waiting run's).
+  // Meanwhile the other process publishes its backup, of a snapshot it took after the waiting run was called (as
+  // it would, under the lease), then lets the lease go.
+  const othersAt = new Date()
+  const others = newBackupId(othersAt)
+  copyFileSync(existing.path, join(destination, `${others}.sqlite.tmp`))
+  writeFileSync(join(destination, `${others}.json`), JSON.stringify({ ...existing.metadata, id: others, file: `${others}.sqlite`, createdAt: othersAt.toISOString() }))
+  renameSync(join(destination, `${others}.sqlite.tmp`), join(destination, `${others}.sqlite`))
   const releasedAt = Date.now()
   holder.release()
-  const later = await second.app.backup.now({ force: true })
-  insert.run(2)
-  const waitedResult = await waited
+  const result = await waited
 
-  t.ok(Date.parse(waitedResult.metadata.createdAt) >= releasedAt, 'the time of the snapshot, not of the call')
-  t.ok(waitedResult.id > later.id, `the newer snapshot has the later id (${waitedResult.id} > ${later.id})`)
-  t.equal(timeOfId(waitedResult.id).getTime(), Date.parse(waitedResult.metadata.createdAt), 'id and createdAt agree')
-  t.ok(existsSync(waitedResult.path), 'the backup it returned still exists after its own retention pass')
-  t.same((await first.app.backup.list()).map((backup) => backup.id), [waitedResult.id], 'keep: 1 kept the newest snapshot')
+  t.ok(Date.parse(result.metadata.createdAt) >= releasedAt, 'the time of the snapshot, not of the call')
+  t.ok(result.id > others, `the newer snapshot has the later id (${result.id} > ${others})`)
+  t.equal(timeOfId(result.id).getTime(), Date.parse(result.metadata.createdAt), 'id and createdAt agree')
+  t.ok(existsSync(result.path), 'the backup it returned still exists after its own retention pass')
+  t.same((await app.backup.list()).map((backup) => backup.id), [result.id], 'keep: 1 kept the newest snapshot')
 })
 
 t.test('a run that times out waiting for another process\'s run says so, not "a long write transaction"', async (t) => {
