@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream'
-import { FST_SQLITE_BACKUP_DECRYPT_FAILED, FST_SQLITE_BACKUP_MISSING_DEPENDENCY } from '../errors'
+import { isPluginError, FST_SQLITE_BACKUP_DECRYPT_FAILED, FST_SQLITE_BACKUP_MISSING_DEPENDENCY, FST_SQLITE_BACKUP_INVALID_OPTION } from '../errors'
 import { missingPackage } from '../optional-dependency'
 
 /** age keys of an S3 destination: the recipient encrypts (it is public); the identity decrypts (it is secret). */
@@ -95,4 +95,17 @@ function toNode (stream: ReadableStream<Uint8Array>, id?: string): Readable {
       reader.releaseLock()
     }
   })(), { objectMode: false })
+}
+
+/**
+ * Runs age's parsing of a key. What age throws is replaced, not wrapped: its messages quote the key, and an
+ * identity is a secret. A missing age-encryption package keeps its own error.
+ */
+export async function parseKey<T> (option: string, expected: string, parse: () => Promise<T>): Promise<T> {
+  try {
+    return await parse()
+  } catch (err) {
+    if (isPluginError(err)) throw err
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(option, expected)
+  }
 }

@@ -11,11 +11,11 @@ import type { BackupInfo, BackupMetadata } from '../../types/index'
 import { checkBackupId, idNamePattern } from '../backup-id'
 import { createEmptyFile, removeFile } from '../durable-fs'
 import {
-  isPluginError, FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_ACCESS_DENIED, FST_SQLITE_BACKUP_S3_NO_BUCKET,
-  FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_REQUEST_FAILED, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT,
-  FST_SQLITE_BACKUP_VERIFY_FAILED
+  FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT, FST_SQLITE_BACKUP_VERIFY_FAILED
 } from '../errors'
-import { encryptStream, decryptStream, recipientOf, checkRecipient } from './encryption'
+import { encryptStream, decryptStream, recipientOf, checkRecipient, parseKey } from './encryption'
+import { describeS3Error, isTransientS3Error, statusOf } from './s3-errors'
+import { readAtMost, parseRecord, atMost, MAX_RECORD_BYTES } from './untrusted-objects'
 import type { S3Settings } from './s3-options'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
 
@@ -24,8 +24,6 @@ const DATA = idNamePattern(String.raw`\.sqlite(\.gz)?(\.age)?`)
 // Records read at once by list(): each is a small GET.
 const RECORD_READS = 8
 // A record is under a few KiB. A larger object under a record's name is not one, and is not read into memory.
-const MAX_RECORD_BYTES = 1024 * 1024
-const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'TimeoutError', 'RequestTimeout'])
 
 /**
  * A bucket and key prefix on AWS S3 or an S3-compatible server. A backup is `<prefix><id>.sqlite.gz` (or `.sqlite`
@@ -277,13 +275,7 @@ export class S3BucketDestination implements Destination {
 
   /** Retried: network errors, timeouts, throttling and 5xx. */
   isTransient (err: unknown): boolean {
-    if ((err as { code?: string }).code === 'FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT') return true
-    const status = statusOf(err)
-    if (status !== undefined) return status >= 500 || status === 429
-    // What the SDK or the network said, under our description of it.
-    const original = (err as { code?: string }).code === 'FST_SQLITE_BACKUP_S3_REQUEST_FAILED' ? (err as Error).cause : err
-    const { code, name } = (original ?? {}) as { code?: string, name?: string }
-    return NETWORK_ERRORS.has(code ?? '') || NETWORK_ERRORS.has(name ?? '')
+    return isTransientS3Error(err)
   }
 
   /** Ids with a record, and data objects by name; one ListObjectsV2 per 1000 keys. */
@@ -375,81 +367,6 @@ export class S3BucketDestination implements Destination {
 
   /** SDK errors as errors that say what to do; the original stays as `cause`, the status code decides retries. */
   private describe (action: string, err: unknown): Error {
-    if (isPluginError(err)) return err
-    const status = statusOf(err)
-    const where = this.settings.endpoint ?? `region ${this.settings.region}`
-    if (status === 403) return new FST_SQLITE_BACKUP_S3_ACCESS_DENIED(this.name, `${action}: HTTP 403`, { cause: err })
-    if (status === 404 && (err as { name?: string }).name !== 'NoSuchKey' && action === 'check the bucket') {
-      return new FST_SQLITE_BACKUP_S3_NO_BUCKET(this.name, where, { cause: err })
-    }
-    if ((err as { name?: string }).name === 'NoSuchBucket') return new FST_SQLITE_BACKUP_S3_NO_BUCKET(this.name, where, { cause: err })
-    const { message, name, code } = err as { message?: string, name?: string, code?: string }
-    const detail = message && message !== 'UnknownError' ? message : (name ?? String(err))
-    const because = [code, status ? `HTTP ${status}` : undefined].filter((part) => part !== undefined && !detail.includes(part))
-    return new FST_SQLITE_BACKUP_S3_REQUEST_FAILED(`${action} at "${this.name}"`, `${detail}${because.length > 0 ? ` (${because.join(', ')})` : ''}`, { cause: err })
+    return describeS3Error(action, err, this.name, this.settings.endpoint ?? `region ${this.settings.region}`)
   }
-}
-
-/**
- * Runs age's parsing of a key. What age throws is replaced, not wrapped: its messages quote the key, and an
- * identity is a secret. A missing age-encryption package keeps its own error.
- */
-async function parseKey<T> (option: string, expected: string, parse: () => Promise<T>): Promise<T> {
-  try {
-    return await parse()
-  } catch (err) {
-    if (isPluginError(err)) throw err
-    throw new FST_SQLITE_BACKUP_INVALID_OPTION(option, expected)
-  }
-}
-
-/** A stream's text, or undefined (and the stream destroyed) when it is longer than `limit` bytes. */
-async function readAtMost (body: Readable, limit: number, length: number | undefined): Promise<string | undefined> {
-  if (length !== undefined && length > limit) {
-    body.destroy()
-    return undefined
-  }
-  const chunks: Buffer[] = []
-  let size = 0
-  // Leaving the loop early destroys the stream.
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length
-    if (size > limit) return undefined
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
-/** A record as JSON, if it is one of backup `id`, with the fields a reader relies on (its size above all). */
-function parseRecord (text: string, id: string): BackupMetadata | null {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return null
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
-  const { id: recorded, bytes, sha256, createdAt } = value as Record<string, unknown>
-  const sound = recorded === id && Number.isSafeInteger(bytes) && (bytes as number) >= 0 && typeof sha256 === 'string' &&
-    typeof createdAt === 'string' && !Number.isNaN(Date.parse(createdAt))
-  return sound ? value as BackupMetadata : null
-}
-
-/** Passes at most `limit` bytes on; one more fails the stream, and with it the pipeline it is in. */
-function atMost (limit: number, id: string): Transform {
-  let seen = 0
-  return new Transform({
-    transform (chunk: Buffer, _encoding, callback) {
-      seen += chunk.length
-      if (seen > limit) callback(new FST_SQLITE_BACKUP_VERIFY_FAILED(id, `its download is larger than the ${limit} bytes its record says; it was stopped there`))
-      else callback(null, chunk)
-    }
-  })
-}
-
-function statusOf (err: unknown): number | undefined {
-  const direct = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
-  if (direct !== undefined) return direct
-  const cause = (err as { cause?: unknown }).cause
-  return cause ? (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode : undefined
 }
