@@ -1,6 +1,6 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync, statSync, rmSync } from 'node:fs'
+import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync, statSync, rmSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
@@ -89,6 +89,21 @@ function s3Tests (server: S3Server): void {
       t.match(app.backup.status().destinations, [{ name: `s3://${bucket}/app/`, type: 's3', lastError: null, lastBackupId: result.id, kept: { count: 1 } }])
     })
   }
+
+  t.test('verifying and restoring from S3 leave the mode of an existing local destination as it was', async (t) => {
+    const dir = t.testdir({ backups: {} })
+    const bucket = await newBucket(t, server)
+    const db = createDatabase(join(dir, 'app.db'))
+    t.teardown(() => db.close())
+    const local = join(dir, 'backups')
+    // The owner chose 0755; the downloads staged in it must not change that.
+    chmodSync(local, 0o755)
+    const app = await buildApp(t, { database: db, destination: [local, s3(bucket)], interval: false })
+    const { id } = await app.backup.now()
+    t.equal((await app.backup.verify(id, { destination: 1 })).ok, true)
+    await app.backup.restore(id, { to: join(dir, 'restored.db'), destination: 1 })
+    t.equal(statSync(local).mode & 0o777, 0o755, 'still 0755')
+  })
 
   t.test('a local directory and S3 at once: each gets every backup', async (t) => {
     const dir = t.testdir()
