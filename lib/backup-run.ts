@@ -90,7 +90,7 @@ export class BackupRun {
     // The id and time are those of the snapshot, taken under the lease: a run that waited for another process's
     // run holds newer data, and must sort after it.
     // No run of this database and destinations is in progress anywhere but here: what one left is a leftover.
-    await publisher.removeLocalLeftovers(staging.directory)
+    await publisher.removeLocalLeftovers(staging.destination)
     const takenAt = new Date()
     const tempPath = staging.snapshotPath(newBackupId(takenAt))
     try {

@@ -16,7 +16,7 @@ import { Staging } from './staging'
 import { Leases, leaseScope } from './leases'
 import { Schedule } from './schedule'
 import { BackupsInUse } from './in-use'
-import { Operations, settlesWithin } from './operations'
+import { Operations, settlesWithin, until } from './operations'
 import { createNotify, type Notify } from './hooks'
 import { checksumOf } from './record'
 import { verifyInWorker } from './verify'
@@ -85,16 +85,9 @@ export class Backups {
    * written) and says how to give it the time it needs, rather than leave a restore running behind a failed boot.
    */
   async restoreIfMissing (budget: RegistrationBudget): Promise<void> {
-    const restoring = this.restoreNewestGood(budget.signal)
-    // Past the budget, the boot is told at once; the restore, aborted, removes its temp file by itself.
-    const outOfTime = new Promise<'out of time'>((resolve) => {
-      if (budget.signal.aborted) resolve('out of time')
-      budget.signal.addEventListener('abort', () => resolve('out of time'), { once: true })
-    })
     try {
-      if (await Promise.race([restoring, outOfTime]) !== 'out of time') return
-      restoring.catch(() => {})
-      throw budget.signal.reason
+      // Past the budget, the boot is told at once; the restore, aborted, removes its temp file by itself.
+      await until(budget.signal, this.restoreNewestGood(budget.signal))
     } catch (err) {
       if (!budget.signal.aborted) throw err
       throw new FST_SQLITE_BACKUP_RESTORE_FAILED(this.options.databasePath, `restoring it at registration did not finish within the app's pluginTimeout (${budget.pluginTimeout} ms); raise it (for example Fastify({ pluginTimeout: 300_000 }), or 0 for no limit), or restore with the command-line tool before starting the app`, { cause: err })

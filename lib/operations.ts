@@ -24,3 +24,19 @@ export async function settlesWithin (promise: Promise<unknown>, ms: number): Pro
     clearTimeout(timer)
   }
 }
+
+/** The work's result, or a rejection once `signal` aborts (the work goes on; its outcome is then ignored). */
+export async function until<T> (signal: AbortSignal, work: Promise<T>): Promise<T> {
+  work.catch(() => {})
+  let onAbort: (() => void) | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(new Error('no answer in time'))
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([work, late])
+  } finally {
+    signal.removeEventListener('abort', onAbort!)
+  }
+}

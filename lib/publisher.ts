@@ -8,6 +8,7 @@ import type { BackupsInUse } from './in-use'
 import type { Notify } from './hooks'
 import { backupsToDelete } from './retention'
 import { withRetry } from './retry'
+import { until } from './operations'
 import { removeTemp } from './snapshot'
 import { isPluginError, isTransportError, FST_SQLITE_BACKUP_PUBLISH_FAILED, FST_SQLITE_BACKUP_INVALID_DESTINATION } from './errors'
 
@@ -88,8 +89,7 @@ export class Publisher {
    * is only logged, so that an outage of backup storage never keeps the app from starting.
    */
   async prepare (signal: AbortSignal): Promise<void> {
-    // Each check gets a few seconds at most: an outage of backup storage must not hold the app's boot.
-    const bounded = AbortSignal.any([signal, AbortSignal.timeout(PREPARE_TIMEOUT)])
+    const bounded = boundedCheck(signal)
     await Promise.all(this.tracked.map(async ({ destination }) => {
       if (destination === this.primary) return
       try {
@@ -108,7 +108,7 @@ export class Publisher {
    * so it needs no lease); returns the newest record of the first destination.
    */
   async load (signal: AbortSignal): Promise<BackupMetadata | null> {
-    const bounded = AbortSignal.any([signal, AbortSignal.timeout(PREPARE_TIMEOUT)])
+    const bounded = boundedCheck(signal)
     let newest: BackupMetadata | null = null
     await Promise.all(this.tracked.map(async (item, index) => {
       try {
@@ -277,20 +277,9 @@ function recordFailure (item: TrackedDestination, error: Error & { code?: string
   item.lagging = true
 }
 
-/** The work's result, or a rejection once `signal` aborts (the work goes on; its outcome is then ignored). */
-async function until<T> (signal: AbortSignal, work: Promise<T>): Promise<T> {
-  work.catch(() => {})
-  let onAbort: (() => void) | undefined
-  const late = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(new Error('no answer in time'))
-    if (signal.aborted) onAbort()
-    else signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([work, late])
-  } finally {
-    signal.removeEventListener('abort', onAbort!)
-  }
+/** `signal`, or a few seconds at most: a check of storage at start-up must not hold the app's boot. */
+function boundedCheck (signal: AbortSignal): AbortSignal {
+  return AbortSignal.any([signal, AbortSignal.timeout(PREPARE_TIMEOUT)])
 }
 
 function keptOf (backups: BackupInfo[]): Kept {

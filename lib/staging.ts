@@ -19,14 +19,14 @@ const THIS_HOST = createHash('sha256').update(`${hostname()}\n${bootId()}`).dige
  */
 export class Staging {
   /** The directory as a destination: its temp names and leftover cleanup are the same. */
-  readonly directory: LocalDestination
+  readonly destination: LocalDestination
 
   constructor (path: string, scope: string, readonly primary: LocalDestination | undefined) {
-    this.directory = primary ?? new LocalDestination(path, scope)
+    this.destination = primary ?? new LocalDestination(path, scope)
   }
 
   get path (): string {
-    return this.directory.directory
+    return this.destination.directory
   }
 
   /**
@@ -40,7 +40,7 @@ export class Staging {
 
   /** Where a snapshot is taken (`name` makes it unique); only ever under the run lease. */
   snapshotPath (name: string): string {
-    return this.directory.tempPath(name, 'sqlite')
+    return this.destination.tempPath(name, 'sqlite')
   }
 
   /** A fresh path for a download of backup `id`, by verify or restore: owned by this process, lease or not. */

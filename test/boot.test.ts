@@ -2,11 +2,10 @@ import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import { createServer, type Socket } from 'node:net'
 import { once } from 'node:events'
-import { Writable } from 'node:stream'
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
-import { createDatabase, buildApp, count, delay, waitFor } from './helpers'
+import { createDatabase, buildApp, count, delay, waitFor, logCapture } from './helpers'
 
 /** A server that takes connections and reads requests, and never answers: a network that drops packets. */
 async function silentServer (t: Test, onData: (data: string) => void = () => {}): Promise<{ sockets: Set<Socket>, port: number }> {
@@ -30,8 +29,7 @@ t.test('an S3 endpoint that takes connections and never answers does not hold th
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'))
   t.teardown(() => db.close())
-  const warnings: string[] = []
-  const stream = new Writable({ write (chunk, _encoding, callback) { const line = JSON.parse(String(chunk)); if (line.level === 40) warnings.push(line.msg); callback() } })
+  const { stream, lines } = logCapture()
   const app = Fastify({ pluginTimeout: 3000, logger: { level: 'warn', stream } })
   t.teardown(() => app.close())
   await app.register(backup, {
@@ -42,7 +40,7 @@ t.test('an S3 endpoint that takes connections and never answers does not hold th
   })
   await app.ready()
   t.ok(sockets.size >= 1, 'the bucket check did reach the silent server')
-  t.ok(warnings.some((message) => /cannot reach/.test(message)), 'the app booted, and the unreachable destination is logged')
+  t.ok(lines.some((line) => line.level === 40 && /cannot reach/.test(line.msg)), 'the app booted, and the unreachable destination is logged')
 })
 
 t.test('restoreIfMissing that cannot finish within pluginTimeout stops cleanly and says how to give it time', async (t) => {

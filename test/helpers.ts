@@ -4,6 +4,7 @@ import Database from 'better-sqlite3'
 import { readdirSync, readlinkSync, readFileSync, watch } from 'node:fs'
 import { join } from 'node:path'
 import { fork, type ChildProcess } from 'node:child_process'
+import { Writable } from 'node:stream'
 import { once } from 'node:events'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 
@@ -21,6 +22,18 @@ export function createDatabase (path: string, { journalMode = 'wal', rows = 100 
   const insert = db.prepare('INSERT INTO items (body) VALUES (randomblob(1000))')
   db.transaction(() => { for (let i = 0; i < rows; i++) insert.run() })()
   return db
+}
+
+export interface LogLine {
+  level: number
+  msg: string
+}
+
+/** A stream for Fastify's logger that keeps each line, parsed, in `lines`. */
+export function logCapture (): { stream: Writable, lines: LogLine[] } {
+  const lines: LogLine[] = []
+  const stream = new Writable({ write (chunk, _encoding, callback) { lines.push(JSON.parse(String(chunk))); callback() } })
+  return { stream, lines }
 }
 
 /** Registers the plugin on a fresh instance, closed when the test ends. */

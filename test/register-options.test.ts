@@ -1,18 +1,16 @@
 import t from 'tap'
 import Fastify from 'fastify'
-import { Writable } from 'node:stream'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import backup from 'fastify-sqlite-backup'
-import { createDatabase } from './helpers'
+import { createDatabase, logCapture } from './helpers'
 
 // Fastify reads its own register options (prefix, logLevel, logSerializers) from the object the plugin gets.
 t.test('Fastify\'s register options are accepted beside the plugin\'s, and logLevel applies to its log', async (t) => {
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'))
   t.teardown(() => db.close())
-  const lines: Array<{ level: number, msg: string }> = []
-  const stream = new Writable({ write (chunk, _encoding, callback) { lines.push(JSON.parse(String(chunk))); callback() } })
+  const { stream, lines } = logCapture()
   const app = Fastify({ logger: { level: 'info', stream } })
   t.teardown(() => app.close())
   await app.register(backup, { database: db, destination: join(dir, 'backups'), interval: false, logLevel: 'warn', prefix: '/backups' })
@@ -35,8 +33,7 @@ t.test('a run aborted by close() is not a failure: no onError, not counted, not 
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'), { rows: 20_000 })
   t.teardown(() => db.close())
-  const lines: Array<{ level: number, msg: string }> = []
-  const stream = new Writable({ write (chunk, _encoding, callback) { lines.push(JSON.parse(String(chunk))); callback() } })
+  const { stream, lines } = logCapture()
   const app = Fastify({ logger: { level: 'info', stream } })
   const errors: Error[] = []
   await app.register(backup, { database: db, destination: join(dir, 'backups'), interval: false, closeTimeout: 0, onError: (err) => { errors.push(err) } })
@@ -56,7 +53,7 @@ t.test('an unknown logLevel is an invalid option, checked before anything is cre
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'))
   t.teardown(() => db.close())
-  const app = Fastify({ logger: { level: 'info', stream: new Writable({ write (_chunk, _encoding, callback) { callback() } }) } })
+  const app = Fastify({ logger: { level: 'info', stream: logCapture().stream } })
   t.teardown(() => app.close())
   app.register(backup, { database: db, destination: join(dir, 'backups'), logLevel: 'loud' } as never)
   await t.rejects(async () => { await app.ready() }, { code: 'FST_SQLITE_BACKUP_INVALID_OPTION', message: /logLevel/ })

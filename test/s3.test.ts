@@ -2,7 +2,7 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { existsSync, openSync, writeSync, closeSync, writeFileSync, readdirSync, statSync, rmSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
-import { Readable, Writable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -13,7 +13,7 @@ import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Option
 import { S3BucketDestination } from '../lib/destinations/s3'
 import { resolveS3, type S3Settings } from '../lib/destinations/s3-options'
 import { decryptStream } from '../lib/destinations/encryption'
-import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder } from './helpers'
+import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder, logCapture, type LogLine } from './helpers'
 import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
 
 const server = findS3Server()
@@ -208,8 +208,8 @@ function s3Tests (server: S3Server): void {
     const db = createDatabase(join(dir, 'app.db'), { rows: 40_000 })
     t.teardown(() => db.close())
     const local = join(dir, 'backups')
-    const retries: string[] = []
-    const stream = new Writable({ write (chunk, _encoding, callback) { const line = JSON.parse(String(chunk)); if (/retrying/.test(line.msg)) retries.push(line.msg); callback() } })
+    const { stream, lines } = logCapture()
+    const retries = (): LogLine[] => lines.filter((line) => /retrying/.test(line.msg))
     const app = Fastify({ logger: { level: 'warn', stream } })
     t.teardown(() => app.close())
     await app.register(backup, {
@@ -239,7 +239,7 @@ function s3Tests (server: S3Server): void {
       t.equal(result.skipped, false, 'nothing changed, yet a new backup is made for the destination that missed one')
     } else {
       // The cut must have hit the upload: a pass here without a retry would prove nothing.
-      t.ok(retries.length >= 1, `the upload was retried and succeeded (${retries.length} retries logged)`)
+      t.ok(retries().length >= 1, `the upload was retried and succeeded (${retries().length} retries logged)`)
     }
     const status = app.backup.status()
     t.match(status.destinations[1], { lastError: null, lastBackupId: result.id })

@@ -1,18 +1,16 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { Writable } from 'node:stream'
 import { existsSync, readdirSync, mkdirSync, writeFileSync, copyFileSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
 import { Lease } from '../lib/lease'
 import { leaseScope } from '../lib/leases'
 import { timeOfId, newBackupId } from '../lib/backup-id'
-import { createDatabase, waitFor } from './helpers'
+import { createDatabase, waitFor, logCapture, type LogLine } from './helpers'
 
 /** An app whose log lines (JSON, from `info` on) are collected in `lines`. */
-async function loggedApp (t: Test, options: FastifySqliteBackupOptions): Promise<{ app: FastifyInstance, lines: Array<{ msg: string }> }> {
-  const lines: Array<{ msg: string }> = []
-  const stream = new Writable({ write (chunk, _encoding, callback) { lines.push(JSON.parse(String(chunk))); callback() } })
+async function loggedApp (t: Test, options: FastifySqliteBackupOptions): Promise<{ app: FastifyInstance, lines: LogLine[] }> {
+  const { stream, lines } = logCapture()
   const app = Fastify({ logger: { level: 'info', stream } })
   t.teardown(() => app.close())
   await app.register(backup, options)

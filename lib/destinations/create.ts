@@ -1,5 +1,5 @@
 import type { Destination } from './destination'
-import type { S3Settings } from './s3-options'
+import { s3Url, type S3Settings } from './s3-options'
 import { LocalDestination } from './local'
 import { FST_SQLITE_BACKUP_MISSING_DEPENDENCY } from '../errors'
 import { missingPackage } from '../optional-dependency'
@@ -18,7 +18,7 @@ export function createDestination (settings: DestinationSettings, scope?: string
 
 /** How a destination shows in logs, errors and status, and in the scope of the leases: its directory or S3 URL. */
 export function destinationName (settings: DestinationSettings): string {
-  return settings.type === 'local' ? settings.directory : `s3://${settings.bucket}/${settings.prefix}`
+  return settings.type === 'local' ? settings.directory : s3Url(settings)
 }
 
 /** The S3 implementation, loaded on first use so that the AWS SDK costs nothing to those who do not use it. */

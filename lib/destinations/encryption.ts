@@ -23,7 +23,7 @@ async function age (): Promise<Age> {
 }
 
 /** The recipient (`age1...`) of an identity (`AGE-SECRET-KEY-1...`); throws if age cannot parse the identity. */
-export async function recipientOf (identity: string): Promise<string> {
+async function recipientOf (identity: string): Promise<string> {
   return await (await age()).identityToRecipient(identity)
 }
 
@@ -31,7 +31,7 @@ export async function recipientOf (identity: string): Promise<string> {
  * Throws if age cannot encrypt to `recipient`: parsed as age parses it, then used once, on an empty file (which
  * also refuses a key that parses but is not a usable public key).
  */
-export async function checkRecipient (recipient: string): Promise<void> {
+async function checkRecipient (recipient: string): Promise<void> {
   const encrypter = new (await age()).Encrypter()
   encrypter.addRecipient(recipient)
   await encrypter.encrypt(new Uint8Array(0))
@@ -101,11 +101,27 @@ function toNode (stream: ReadableStream<Uint8Array>, id?: string): Readable {
  * Runs age's parsing of a key. What age throws is replaced, not wrapped: its messages quote the key, and an
  * identity is a secret. A missing age-encryption package keeps its own error.
  */
-export async function parseKey<T> (option: string, expected: string, parse: () => Promise<T>): Promise<T> {
+async function parseKey<T> (option: string, expected: string, parse: () => Promise<T>): Promise<T> {
   try {
     return await parse()
   } catch (err) {
     if (isPluginError(err)) throw err
     throw new FST_SQLITE_BACKUP_INVALID_OPTION(option, expected)
   }
+}
+
+/**
+ * The recipient to encrypt to: given, or derived from the identity; both given must match. The options check looks
+ * at the keys' shape only; age parses them here, and a key it refuses is FST_SQLITE_BACKUP_INVALID_OPTION.
+ */
+export async function checkedRecipientOf ({ recipient, identity }: EncryptionSettings): Promise<string> {
+  if (identity === undefined) {
+    await parseKey('encryption.recipient', 'an age recipient (public key) that age can encrypt to', () => checkRecipient(recipient))
+    return recipient
+  }
+  const derived = await parseKey('encryption.identity', 'an age identity (secret key) that age can read', () => recipientOf(identity))
+  if (recipient !== '' && recipient !== derived) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
+  }
+  return derived
 }

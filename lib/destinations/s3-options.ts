@@ -42,6 +42,11 @@ const AGE_IDENTITY = /^AGE-SECRET-KEY-[0-9A-Z-]{20,}$/
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
 
+/** How an S3 destination is named in logs, errors and status: `s3://bucket/prefix`. Never holds a secret. */
+export function s3Url (settings: Pick<S3Settings, 'bucket' | 'prefix'>): string {
+  return `s3://${settings.bucket}/${settings.prefix}`
+}
+
 /**
  * Validates an S3 destination descriptor. Makes no request; `where` names it in errors (`destination` or
  * `destination[1]`). Secrets are never echoed back in a message.

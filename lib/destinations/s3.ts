@@ -1,29 +1,28 @@
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
-import { Transform, PassThrough, type Readable } from 'node:stream'
-import { createGzip, createGunzip } from 'node:zlib'
+import type { Readable } from 'node:stream'
+import { createGunzip } from 'node:zlib'
 import {
   S3Client, HeadBucketCommand, ListObjectsV2Command, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
   ListMultipartUploadsCommand, AbortMultipartUploadCommand, type MultipartUpload
 } from '@aws-sdk/client-s3'
-import { Upload } from '@aws-sdk/lib-storage'
 import type { BackupInfo, BackupMetadata } from '../../types/index'
 import { checkBackupId, idNamePattern } from '../backup-id'
 import { createEmptyFile, removeFile } from '../durable-fs'
 import {
-  FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_INVALID_OPTION, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT, FST_SQLITE_BACKUP_VERIFY_FAILED
+  FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT, FST_SQLITE_BACKUP_VERIFY_FAILED
 } from '../errors'
-import { encryptStream, decryptStream, recipientOf, checkRecipient, parseKey } from './encryption'
+import { decryptStream, checkedRecipientOf } from './encryption'
+import { uploadFile, UploadFailed } from './s3-upload'
 import { describeS3Error, isTransientS3Error, statusOf } from './s3-errors'
 import { readAtMost, parseRecord, atMost, MAX_RECORD_BYTES } from './untrusted-objects'
-import type { S3Settings } from './s3-options'
+import { s3Url, type S3Settings } from './s3-options'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
 
 const RECORD = idNamePattern(String.raw`\.json`)
 const DATA = idNamePattern(String.raw`\.sqlite(\.gz)?(\.age)?`)
 // Records read at once by list(): each is a small GET.
 const RECORD_READS = 8
-// A record is under a few KiB. A larger object under a record's name is not one, and is not read into memory.
 
 /**
  * A bucket and key prefix on AWS S3 or an S3-compatible server. A backup is `<prefix><id>.sqlite.gz` (or `.sqlite`
@@ -49,7 +48,7 @@ export class S3BucketDestination implements Destination {
    * use it to get several pages from a few uploads.
    */
   constructor (private readonly settings: S3Settings, private readonly internal: { listPageSize?: number } = {}) {
-    this.name = `s3://${settings.bucket}/${settings.prefix}`
+    this.name = s3Url(settings)
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,
@@ -70,26 +69,11 @@ export class S3BucketDestination implements Destination {
     await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }), { abortSignal: signal }))
   }
 
-  /**
-   * The age recipient to encrypt to: given, or derived from the identity; both given must match. The options
-   * check looks at the keys' shape only; age parses them here, and a key it refuses is FST_SQLITE_BACKUP_INVALID_OPTION.
-   */
+  /** The age recipient to encrypt to, once age has accepted the keys (at registration). */
   private async recipient (): Promise<string | undefined> {
-    const encryption = this.settings.encryption
-    if (!encryption) return undefined
-    if (this.checkedRecipient !== undefined) return this.checkedRecipient
-    const { recipient, identity } = encryption
-    let checked = recipient
-    if (identity === undefined) {
-      await parseKey('encryption.recipient', 'an age recipient (public key) that age can encrypt to', () => checkRecipient(recipient))
-    } else {
-      checked = await parseKey('encryption.identity', 'an age identity (secret key) that age can read', () => recipientOf(identity))
-      if (recipient !== '' && recipient !== checked) {
-        throw new FST_SQLITE_BACKUP_INVALID_OPTION('encryption', 'a recipient that belongs to the identity, or only one of them')
-      }
-    }
-    this.checkedRecipient = checked
-    return checked
+    if (!this.settings.encryption) return undefined
+    this.checkedRecipient ??= await checkedRecipientOf(this.settings.encryption)
+    return this.checkedRecipient
   }
 
   /** Closes the client's sockets: a request still waiting on a server that never answers fails at once. */
@@ -123,72 +107,27 @@ export class S3BucketDestination implements Destination {
     }
   }
 
-  /** Streams file → gzip → multipart upload (a few parts in memory at a time), then writes the record. */
+  /** Uploads the file (compressed, maybe encrypted), then writes the record: the commit point. */
   async put (file: string, metadata: BackupMetadata, signal: AbortSignal): Promise<BackupMetadata> {
     await this.abortPendingUploads()
     const gzip = this.settings.compression === 'gzip'
     const recipient = await this.recipient()
     const name = `${metadata.id}.sqlite${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
     const key = this.settings.prefix + name
-    let storedBytes = 0
-    const counter = new Transform({
-      transform (chunk: Buffer, _encoding, callback) {
-        storedBytes += chunk.length
-        callback(null, chunk)
-      }
-    })
-    // The encryption is set up before the file is opened: if it fails, there is no file to close.
-    let sealing: { plain: PassThrough, sealed: Readable } | undefined
-    if (recipient) {
-      const plain = new PassThrough()
-      try {
-        sealing = { plain, sealed: await encryptStream(plain, recipient) }
-      } catch (err) {
-        plain.destroy()
-        counter.destroy()
-        throw err
-      }
-    }
-    const source = createReadStream(file, { highWaterMark: 1 << 20 })
-    // From here on, any failure destroys every stream: the file is closed at once, not when the process exits (a
-    // descriptor left open would hold the deleted snapshot's disk space).
-    const streams: Readable[] = [source, counter, ...(sealing ? [sealing.plain, sealing.sealed] : [])]
-    let streaming: Promise<unknown> = Promise.resolve()
-    let upload: Upload | undefined
-    let timedOut = false
-    let timer: NodeJS.Timeout | undefined
-    const onAbort = (): void => { upload?.abort().catch(() => {}) }
+    let storedBytes: number
     try {
-      streaming = (sealing
-        ? Promise.all([pipeline(gzip ? [source, createGzip(), sealing.plain] : [source, sealing.plain]), pipeline(sealing.sealed, counter)])
-        : pipeline(gzip ? [source, createGzip(), counter] : [source, counter])
-      ).catch(() => {})
-      const contentType = recipient ? 'application/octet-stream' : gzip ? 'application/gzip' : 'application/vnd.sqlite3'
-      const started = new Upload({
-        client: this.client,
-        params: { Bucket: this.settings.bucket, Key: key, Body: counter, ContentType: contentType },
-        queueSize: this.settings.queueSize,
-        partSize: this.settings.partSize,
-        leavePartsOnError: false
-      })
-      upload = started
-      timer = setTimeout(() => { timedOut = true; started.abort().catch(() => {}) }, this.settings.uploadTimeout)
-      signal.addEventListener('abort', onAbort, { once: true })
-      await started.done()
+      const { bucket, partSize, queueSize, uploadTimeout } = this.settings
+      storedBytes = await uploadFile({ client: this.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
     } catch (err) {
-      for (const stream of streams) stream.destroy()
-      if (upload) {
+      if (!(err instanceof UploadFailed)) throw err
+      if (err.started) {
         // No parts may stay behind (they are billed and invisible): abort now, or before the next upload. Not while
         // the app closes: close() must not wait on a server; the next start aborts the upload once it is stale.
         this.pendingAborts.add(key)
         if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
       }
-      if (timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
-      throw this.describe('upload the backup', err)
-    } finally {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
-      await streaming
+      if (err.timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
+      throw this.describe('upload the backup', err.cause)
     }
     const record: BackupMetadata = { ...metadata, file: name, compression: this.settings.compression, storedBytes }
     if (recipient) record.encryption = 'age'
@@ -299,7 +238,7 @@ export class S3BucketDestination implements Destination {
   }
 
   private info (id: string, metadata: BackupMetadata | null): BackupInfo {
-    return backupInfo(id, `s3://${this.settings.bucket}/${this.settings.prefix}${metadata?.file ?? `${id}.sqlite`}`, metadata)
+    return backupInfo(id, `${this.name}${metadata?.file ?? `${id}.sqlite`}`, metadata)
   }
 
   /** A backup's record; null when what is stored under its name is not one (too large, not JSON, not this backup's). */
