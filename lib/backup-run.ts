@@ -6,6 +6,7 @@ import type { Leases } from './leases'
 import type { Publisher } from './publisher'
 import type { BackupsInUse } from './in-use'
 import type { Destination } from './destinations/destination'
+import type { Shipper } from './continuous/shipper'
 import { ChangeDetector, type DataVersion } from './change-detector'
 import { newBackupId, snapshotTime } from './backup-id'
 import { uncompressedRecord } from './record'
@@ -23,6 +24,8 @@ export interface BackupRunContext {
   inUse: BackupsInUse
   /** Aborted when the app closes: stops the snapshot, the lease wait and the drill. */
   closing: AbortSignal
+  /** With continuous backup: snapshots taken while this process follows the WAL become bases of its chain. */
+  shipper?: Shipper
 }
 
 /**
@@ -98,7 +101,7 @@ export class BackupRun {
     } catch (err) {
       throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(staging.path, (err as Error).message, { cause: err })
     }
-    const snapshot = await takeSnapshot({ source: options.databasePath, tempPath }, { timeout: options.timeout, signal: closing })
+    const snapshot = await takeSnapshot({ source: options.databasePath, tempPath }, { timeout: options.timeout, signal: closing }, this.context.shipper?.copier)
 
     // Same bytes as the newest backup, whichever process made it (e.g. the first run after a restart with no
     // commits since): keep just one.
@@ -125,15 +128,31 @@ export class BackupRun {
       journalMode: snapshot.journalMode,
       durationMs: Date.now() - startedAt.getTime()
     })
+    if (snapshot.continuity !== undefined) metadata.continuous = snapshot.continuity
     const drill = options.drill
     const published = await publisher.publish(tempPath, metadata, async (source) => {
       if (drill) await this.drill(source, metadata, drill)
     })
     this.newestBackup = published.stored
     this.versionAtLastBackup = version
+    this.context.shipper?.basePublished(published.stored)
     // Not while the app closes: close() waits for no deletion (the next run applies the policy).
-    if (!closing.aborted) await publisher.applyRetention(published.destinations)
+    if (!closing.aborted) {
+      await publisher.applyRetention(published.destinations)
+      for (const destination of published.destinations) await this.pruneChanges(destination)
+    }
     return this.result(published.stored, false, startedAt, published.storedAt)
+  }
+
+  /** Changes no kept snapshot needs any more go with the snapshots retention deleted. */
+  private async pruneChanges (destination: Destination): Promise<void> {
+    const { shipper, log } = this.context
+    if (shipper === undefined) return
+    try {
+      await shipper.prune(destination)
+    } catch (err) {
+      log.error({ err, destination: destination.name }, 'sqlite backup: could not delete changes older than the oldest kept snapshot; the next run tries again')
+    }
   }
 
   /** Restore drill of a freshly published backup; its outcome is recorded in the backup's metadata. */

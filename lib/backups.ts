@@ -3,11 +3,11 @@ import { resolve } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
 import type {
   BackupResult, BackupStatus, BackupFailure, BackupNowOptions, BackupInfo, VerifyResult, RestoreOptions,
-  RestoreResult, ReadOptions
+  RestoreResult, ReadOptions, SyncResult, RestorableWindow
 } from '../types/index'
 import type { ResolvedOptions } from './options'
 import type { Destination } from './destinations/destination'
-import { newestBackup, findBackup, withLocalCopy } from './destinations/read'
+import { newestBackup, withLocalCopy, isPointInTime, pointInTime } from './destinations/read'
 import { destinationName } from './destinations/create'
 import { Publisher } from './publisher'
 import { BackupRun } from './backup-run'
@@ -21,9 +21,13 @@ import { createNotify, type Notify } from './hooks'
 import { checksumOf } from './record'
 import { verifyInWorker } from './verify'
 import { restoreBackup } from './restore'
+import { Shipper } from './continuous/shipper'
+import { planRestore, restorableWindow } from './continuous/restore-plan'
+import { restorePlan } from './continuous/point-in-time'
 import {
   FST_SQLITE_BACKUP_NOT_READY, FST_SQLITE_BACKUP_CLOSED, FST_SQLITE_BACKUP_INVALID_OPTION,
-  FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_INVALID_DESTINATION, FST_SQLITE_BACKUP_RESTORE_FAILED
+  FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_INVALID_DESTINATION, FST_SQLITE_BACKUP_RESTORE_FAILED,
+  FST_SQLITE_BACKUP_NOT_CONTINUOUS
 } from './errors'
 
 /** What registration may still spend of Fastify's pluginTimeout (0: no limit). */
@@ -43,6 +47,7 @@ export class Backups {
   private readonly backupRun: BackupRun
   private readonly queue: RunQueue<BackupResult>
   private readonly schedule: Schedule | undefined
+  private readonly shipper: Shipper | undefined
   private readonly inUse = new BackupsInUse()
   private readonly operations = new Operations()
   private readonly closing = new AbortController()
@@ -61,7 +66,19 @@ export class Backups {
     this.publisher = new Publisher(options.destinations, { scope, keep: options.keep, inUse: this.inUse, log, notify: this.notify, closing })
     this.staging = new Staging(options.stagingDirectory, scope, this.publisher.primary)
     this.leases = new Leases(options.stagingDirectory, scope, log)
-    this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing })
+    if (options.continuous) {
+      this.shipper = new Shipper({
+        databasePath: options.databasePath,
+        settings: options.continuous,
+        destinations: this.publisher.destinations,
+        spoolDirectory: options.stagingDirectory,
+        scope,
+        log,
+        closing,
+        needBase: () => this.queue.enqueue(true)
+      })
+    }
+    this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing, shipper: this.shipper })
     this.queue = new RunQueue((force) => this.runAndReport(force))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
@@ -119,12 +136,19 @@ export class Backups {
   /** Runs on `onReady`, within `budget` (Fastify's pluginTimeout applies there too): no backup is awaited here. */
   async start (budget: RegistrationBudget): Promise<void> {
     const journalMode = this.backupRun.open()
+    if (this.shipper && journalMode !== 'wal') {
+      throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`continuous backup reads the WAL, but the database is in ${journalMode} journal mode; switch it to WAL (PRAGMA journal_mode = WAL) or turn continuous off`)
+    }
     if (journalMode !== 'wal') {
       this.log.warn({ journalMode }, 'sqlite backup: the database is in %s journal mode, so writers wait while a backup reads it; switch it to WAL (PRAGMA journal_mode = WAL) for backups that block no writer', journalMode)
     }
     const downloads = await this.staging.removeDeadDownloads()
     if (downloads.length > 0) this.log.info({ leftovers: downloads, staging: this.staging.path }, 'sqlite backup: removed downloads left by processes that are gone')
     this.backupRun.resume(await this.publisher.load(budget.signal))
+    for (const backup of (await this.publisher.destinations[0].list().catch(() => [])).slice(0, 1)) {
+      if (backup.metadata) this.shipper?.basePublished(backup.metadata)
+    }
+    await this.shipper?.start()
     this.phase = 'ready'
     if (this.schedule) {
       // Known from the start, so that status() tells at once whether this process backs up on its schedule.
@@ -144,7 +168,22 @@ export class Backups {
     return this.queue.enqueue(options.force === true)
   }
 
+  /** Resolves once every commit made before the call is stored at every destination. */
+  sync (): Promise<SyncResult> {
+    if (this.phase === 'new') return Promise.reject(new FST_SQLITE_BACKUP_NOT_READY())
+    if (this.phase === 'closed') return Promise.reject(new FST_SQLITE_BACKUP_CLOSED())
+    const shipper = this.shipper
+    if (shipper === undefined) return Promise.reject(new FST_SQLITE_BACKUP_NOT_CONTINUOUS('sync()'))
+    return this.track(() => shipper.sync())
+  }
+
+  window (options?: ReadOptions): Promise<RestorableWindow | null> {
+    return this.track(async () => await restorableWindow(this.pick(options)))
+  }
+
   status (): BackupStatus {
+    const destinations = this.publisher.status()
+    if (this.shipper) destinations.forEach((destination, index) => { destination.continuous = this.shipper!.status(index) })
     return {
       running: this.queue.running,
       lastBackup: this.backupRun.newest,
@@ -156,7 +195,7 @@ export class Backups {
       lastVerify: this.lastVerify,
       lastDrill: this.backupRun.lastDrill,
       kept: this.publisher.keptInFirst,
-      destinations: this.publisher.status()
+      destinations
     }
   }
 
@@ -186,21 +225,36 @@ export class Backups {
     })
   }
 
-  restore (target: string | { at: Date | string }, options: RestoreOptions): Promise<RestoreResult> {
+  restore (target: string | { at: Date | string } | 'latest', options: RestoreOptions): Promise<RestoreResult> {
     return this.track(async () => {
       if (options === null || typeof options !== 'object' || typeof options.to !== 'string' || options.to === '' || options.to.includes('\0')) {
         throw new FST_SQLITE_BACKUP_INVALID_OPTION('restore(backup, options)', 'options such as { to: \'/path/of/restored.db\', force: false }')
       }
       const destination = this.pick(options)
-      const backup = await findBackup(destination, target)
       const started = Date.now()
       const to = resolve(options.to)
-      const { sha256, bytes } = await this.readLocalCopy(destination, backup, (backupPath) => restoreBackup(
-        { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to, force: options.force === true, livePath: this.options.databasePath },
-        { timeout: this.options.timeout, signal: this.closing.signal }
-      ))
-      this.log.info({ backup: { id: backup.id }, to }, 'sqlite backup restored')
-      return { id: backup.id, path: to, bytes, sha256, durationMs: Date.now() - started }
+      if (target !== 'latest' && !isPointInTime(target)) {
+        const backup = await destination.find(target)
+        const { sha256, bytes } = await this.readLocalCopy(destination, backup, (backupPath) => restoreBackup(
+          { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to, force: options.force === true, livePath: this.options.databasePath },
+          { timeout: this.options.timeout, signal: this.closing.signal }
+        ))
+        this.log.info({ backup: { id: backup.id }, to }, 'sqlite backup restored')
+        return { id: backup.id, path: to, bytes, sha256, durationMs: Date.now() - started }
+      }
+      const plan = await planRestore(destination, target === 'latest' ? undefined : pointInTime(target))
+      const restored = await this.inUse.during(plan.base.id, async () => {
+        if (destination.type !== 'local') await this.staging.ensure()
+        return await restorePlan(destination, plan, {
+          to,
+          force: options.force === true,
+          livePath: this.options.databasePath,
+          downloadPath: (name) => this.staging.downloadPath(name)
+        }, { timeout: this.options.timeout, signal: this.closing.signal })
+      })
+      const replayed = restored.replayed && { ...restored.replayed, at: restored.replayed.at === null ? null : new Date(restored.replayed.at) }
+      this.log.info({ backup: { id: plan.base.id }, replayed, to }, 'sqlite backup restored')
+      return { id: plan.base.id, path: to, bytes: restored.bytes, sha256: restored.sha256, durationMs: Date.now() - started, ...(replayed && { replayed }) }
     })
   }
 
@@ -209,12 +263,16 @@ export class Backups {
     if (this.phase === 'closed') return
     this.phase = 'closed'
     this.schedule?.stop()
-    const inFlight = Promise.allSettled([this.queue.stop(new FST_SQLITE_BACKUP_CLOSED()), ...this.operations.pending]).then(() => {})
+    // The follower lets the WAL go last: the run in flight may be taking a base snapshot in its thread.
+    const inFlight = Promise.allSettled([this.queue.stop(new FST_SQLITE_BACKUP_CLOSED()), ...this.operations.pending])
+      .then(() => this.shipper?.close())
+      .then(() => {}, (err: Error) => this.log.error({ err }, 'sqlite backup: continuous backup did not close cleanly'))
     if (!await settlesWithin(inFlight, this.options.closeTimeout)) {
       this.log.warn({ closeTimeout: this.options.closeTimeout }, 'sqlite backup: work was still running at close; aborting it')
       this.closing.abort()
       await inFlight
     }
+    await this.shipper?.close()
     this.leases.releaseAll()
     this.backupRun.close()
     this.publisher.close()

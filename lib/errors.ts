@@ -132,6 +132,23 @@ export const FST_SQLITE_BACKUP_DECRYPT_FAILED = createError(
   422
 )
 
+export const FST_SQLITE_BACKUP_SYNC_FAILED = createError(
+  'FST_SQLITE_BACKUP_SYNC_FAILED',
+  'Changes could not be stored at %s: %s. They stay in the WAL and are shipped at the next pass; check the destination',
+  503
+)
+
+export const FST_SQLITE_BACKUP_CHAIN_BROKEN = createError(
+  'FST_SQLITE_BACKUP_CHAIN_BROKEN',
+  'The changes stored at %s have a hole: %s. Nothing was restored; restore to a time before the hole (--at), or a snapshot taken after it',
+  422
+)
+
+export const FST_SQLITE_BACKUP_NOT_CONTINUOUS = createError(
+  'FST_SQLITE_BACKUP_NOT_CONTINUOUS',
+  '%s needs continuous backup: register the plugin with { continuous: true } (the database must be in WAL mode: PRAGMA journal_mode = WAL)'
+)
+
 const CODE_PREFIX = 'FST_SQLITE_BACKUP_'
 
 /** One of the errors above: it already says what happened and what to do, so it is passed on as it is. */

@@ -18,6 +18,9 @@ export const DEFAULT_INTERVAL = 10 * 60_000
 export const DEFAULT_KEEP = 24
 export const DEFAULT_TIMEOUT = 10 * 60_000
 export const DEFAULT_CLOSE_TIMEOUT = 10_000
+export const DEFAULT_SYNC_INTERVAL = 1000
+// Past this size the plugin checkpoints the WAL itself, so that SQLite starts it over (continuous backup only).
+export const DEFAULT_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 export interface ResolvedOptions {
   /** Absolute path of the database file; the plugin opens its own connections to it. */
@@ -40,6 +43,14 @@ export interface ResolvedOptions {
   restoreIfMissing: boolean
   onBackup: FastifySqliteBackupOptions['onBackup']
   onError: FastifySqliteBackupOptions['onError']
+  /** false: snapshots only. */
+  continuous: false | ContinuousSettings
+}
+
+/** Continuous backup: every committed change shipped within `syncInterval`. */
+export interface ContinuousSettings {
+  syncInterval: number
+  walSizeLimit: number
 }
 
 /** A restore drill: integrity_check always, plus a SQL check or a function check when given. */
@@ -50,7 +61,7 @@ export interface DrillOptions {
 
 const KNOWN_OPTIONS = [
   'database', 'destination', 'interval', 'keep', 'runOnStart', 'timeout', 'closeTimeout',
-  'drill', 'restoreIfMissing', 'onBackup', 'onError', 'staging'
+  'drill', 'restoreIfMissing', 'onBackup', 'onError', 'staging', 'continuous'
 ] as const
 // Fastify reads these from the same object as the plugin's own options (fastify.register(plugin, { logLevel })).
 const FASTIFY_REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
@@ -95,7 +106,27 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     drill: drillOptions(opts.drill),
     restoreIfMissing,
     onBackup: optionalFunction('onBackup', opts.onBackup),
-    onError: optionalFunction('onError', opts.onError)
+    onError: optionalFunction('onError', opts.onError),
+    continuous: continuousOption(opts.continuous)
+  }
+}
+
+function continuousOption (value: unknown): false | ContinuousSettings {
+  if (value === undefined || value === false) return false
+  if (value === true) return { syncInterval: DEFAULT_SYNC_INTERVAL, walSizeLimit: DEFAULT_WAL_SIZE_LIMIT }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION('continuous', 'true, false or an object such as { syncInterval: \'1s\' }')
+  }
+  for (const key of Object.keys(value)) {
+    if (key !== 'syncInterval' && key !== 'walSizeLimit') throw new FST_SQLITE_BACKUP_UNKNOWN_OPTION(`continuous.${key}`, '; known: syncInterval, walSizeLimit')
+  }
+  const { syncInterval, walSizeLimit } = value as { syncInterval?: unknown, walSizeLimit?: unknown }
+  if (walSizeLimit !== undefined && (!Number.isSafeInteger(walSizeLimit) || (walSizeLimit as number) < 1024 * 1024)) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION('continuous.walSizeLimit', 'a whole number of bytes, at least 1048576 (1 MiB)')
+  }
+  return {
+    syncInterval: durationOption('continuous.syncInterval', syncInterval, DEFAULT_SYNC_INTERVAL),
+    walSizeLimit: (walSizeLimit as number | undefined) ?? DEFAULT_WAL_SIZE_LIMIT
   }
 }
 

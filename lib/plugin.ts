@@ -23,7 +23,9 @@ async function fastifySqliteBackupPlugin (fastify: FastifyInstance, options: Fas
     status: () => backups.status(),
     list: (listOptions) => backups.list(listOptions),
     verify: (id, verifyOptions) => backups.verify(id, verifyOptions),
-    restore: (backup, restoreOptions) => backups.restore(backup, restoreOptions)
+    restore: (backup, restoreOptions) => backups.restore(backup, restoreOptions),
+    sync: () => backups.sync(),
+    window: (windowOptions) => backups.window(windowOptions)
   })
   fastify.addHook('onReady', async () => { await backups.start(registrationBudget(fastify.initialConfig.pluginTimeout)) })
   fastify.addHook('onClose', async () => { await backups.close() })

@@ -8,12 +8,20 @@ import { TaskAborted, TaskFailure } from './worker/protocol'
 import { runInWorker, type WorkerTaskOptions } from './worker/run-in-worker'
 import { checkDatabaseFile } from './worker/file-checks'
 import { createEmptyFile, renameDurably, removeFile } from './durable-fs'
-import { isPluginError, FST_SQLITE_BACKUP_RESTORE_REFUSED, FST_SQLITE_BACKUP_RESTORE_FAILED, FST_SQLITE_BACKUP_VERIFY_FAILED } from './errors'
+import { replayChain, type ReplayJob, type ReplayOutcome } from './continuous/replay-chain'
+import { hashFile } from './worker/file-checks'
+import { isPluginError, FST_SQLITE_BACKUP_CHAIN_BROKEN, FST_SQLITE_BACKUP_RESTORE_REFUSED, FST_SQLITE_BACKUP_RESTORE_FAILED, FST_SQLITE_BACKUP_VERIFY_FAILED } from './errors'
 
 export interface CopyJob {
   from: string
   tempPath: string
   expected: Checksum | null
+  /** Changes to replay onto the copy before it is checked. */
+  replay?: ReplayJob
+}
+
+export interface Restored extends Checksum {
+  replayed?: ReplayOutcome
 }
 
 export interface RestoreRequest {
@@ -25,6 +33,9 @@ export interface RestoreRequest {
   force: boolean
   /** The database being backed up, which is never overwritten. */
   livePath?: string
+  replay?: ReplayJob
+  /** Named in errors about the changes replayed. */
+  destination?: string
 }
 
 // A database's files: the ones a restore replaces (the first) or removes (the others), and the ones SQLite uses.
@@ -34,7 +45,7 @@ const DATABASE_FILES = ['', '-wal', '-shm', '-journal'] as const
  * Writes a backup to `to` atomically: a verified copy in a temp file beside the target, then one rename. Stale
  * -wal/-shm/-journal files of the target are removed first, so SQLite cannot replay an old log onto restored data.
  */
-export async function restoreBackup (request: RestoreRequest, options: WorkerTaskOptions): Promise<Checksum> {
+export async function restoreBackup (request: RestoreRequest, options: WorkerTaskOptions): Promise<Restored> {
   const { to } = request
   // Decided before anything is created or removed.
   await refuseLiveTarget(to, request.livePath)
@@ -49,7 +60,7 @@ export async function restoreBackup (request: RestoreRequest, options: WorkerTas
     throw new FST_SQLITE_BACKUP_RESTORE_FAILED(to, (err as Error).message, { cause: err })
   }
   try {
-    const copied = await runInWorker<Checksum>('copy', { from: request.backupPath, tempPath, expected: request.expected }, options)
+    const copied = await runInWorker<Restored>('copy', { from: request.backupPath, tempPath, expected: request.expected, replay: request.replay }, options)
     // Again: the copy may have taken minutes, time enough for a deploy to switch a symlink on the target's path.
     await refuseLiveTarget(to, request.livePath)
     for (const suffix of ['-wal', '-shm', '-journal']) await removeFile(`${to}${suffix}`)
@@ -61,6 +72,7 @@ export async function restoreBackup (request: RestoreRequest, options: WorkerTas
       if (isPluginError(err)) throw err
       throw new FST_SQLITE_BACKUP_RESTORE_FAILED(to, (err as Error).message, { cause: err })
     }
+    if (err.code === 'CHAIN_BROKEN') throw new FST_SQLITE_BACKUP_CHAIN_BROKEN(request.destination ?? 'the destination', err.message)
     if (err.code === 'VERIFY_FAILED' || err.code === 'SQLITE_CORRUPT' || err.code === 'SQLITE_NOTADB') {
       throw new FST_SQLITE_BACKUP_VERIFY_FAILED(request.id, err.message)
     }
@@ -105,8 +117,11 @@ function sameFile (a: FileIdentity, b: FileIdentity): boolean {
   return (a.inode !== undefined && a.inode === b.inode) || a.path === b.path
 }
 
-/** Runs in a worker thread: copies the backup into the temp file, checking its checksum and integrity. */
-export async function copyBackup (job: CopyJob, shouldStop: ShouldStop): Promise<Checksum> {
+/**
+ * Runs in a worker thread: copies the backup into the temp file, checking its checksum, replays the changes asked
+ * for, and checks the result's integrity.
+ */
+export async function copyBackup (job: CopyJob, shouldStop: ShouldStop): Promise<Restored> {
   const hash = createHash('sha256')
   let bytes = 0
   const target = await open(job.tempPath, 'r+')
@@ -125,7 +140,12 @@ export async function copyBackup (job: CopyJob, shouldStop: ShouldStop): Promise
   if (job.expected && (sha256 !== job.expected.sha256 || bytes !== job.expected.bytes)) {
     throw new TaskFailure(`its checksum does not match its record (sha256 ${sha256}, ${bytes} bytes)`, 'VERIFY_FAILED')
   }
+  let restored: Restored = { sha256, bytes }
+  if (job.replay !== undefined) {
+    const replayed = replayChain(job.tempPath, job.replay, shouldStop)
+    restored = { ...await hashFile(job.tempPath, shouldStop), replayed }
+  }
   const problems = checkDatabaseFile(job.tempPath, 'integrity_check')
-  if (problems.length > 0) throw new TaskFailure(`integrity_check: ${problems.slice(0, 3).join('; ')}`, 'VERIFY_FAILED')
-  return { sha256, bytes }
+  if (problems.length > 0) throw new TaskFailure(`integrity_check: ${problems.slice(0, 3).join('; ')}`, job.replay ? 'REPLAY_FAILED' : 'VERIFY_FAILED')
+  return restored
 }

@@ -28,15 +28,18 @@ export interface CopyInfo {
 
 export interface SnapshotInfo extends CopyInfo, Checksum {}
 
+/** Makes the copy somewhere else than in a worker of its own (continuous backup makes it in its follower thread). */
+export type SnapshotCopier<C extends CopyInfo> = (job: SnapshotJob, options: WorkerTaskOptions) => Promise<C>
+
 /**
  * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), checks it
  * with quick_check, hashes it and flushes it, in worker threads. The check and the hash read the copy at the same
  * time, each in its own thread. On any failure or stop the temp file is gone when the promise settles.
  */
-export async function takeSnapshot (job: SnapshotJob, options: WorkerTaskOptions): Promise<SnapshotInfo> {
+export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, options: WorkerTaskOptions, copy?: SnapshotCopier<C>): Promise<SnapshotInfo & C> {
   const shared = { ...options, deadline: Date.now() + options.timeout }
   try {
-    const copied = await runInWorker<CopyInfo>('snapshot', job, shared)
+    const copied = copy ? await copy(job, shared) : await runInWorker<C>('snapshot', job, shared)
     const [checked, hashed] = await Promise.allSettled([
       runInWorker<string[]>('quick-check', { path: job.tempPath }, shared),
       runInWorker<Checksum>('hash', { path: job.tempPath }, shared)
@@ -60,13 +63,15 @@ export async function removeTemp (tempPath: string): Promise<void> {
 }
 
 /** The copy itself; runs in a worker thread, where blocking is free. */
-export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop): Promise<CopyInfo> {
+export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, onPinned?: () => void): Promise<CopyInfo> {
   // Read-write although it never writes: like any connection, it must be able to roll back the hot journal of a
   // writer that crashed mid-transaction, or the database could not be backed up until the app opens it again.
   const source = new Database(job.source, { fileMustExist: true })
   try {
     source.pragma(`busy_timeout = ${LOCK_RETRY_MS}`)
     await beginReadTransaction(source, shouldStop)
+    // The snapshot is fixed from here on: continuous backup notes where its WAL reading stands now.
+    onPinned?.()
     // The copy streams through the page cache; a small cache keeps the worker's memory flat at any size.
     // (Set inside the transaction: the pragma reads the schema, which needs the lock.)
     source.pragma(`cache_size = -${SOURCE_CACHE_KIB}`)

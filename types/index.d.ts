@@ -49,6 +49,19 @@ declare namespace fastifySqliteBackup {
     onBackup?: (result: BackupResult) => void
     /** Called after each failed run (scheduled or not). */
     onError?: (error: Error) => void
+    /**
+     * Continuous backup (WAL databases): every committed transaction is shipped to every destination within
+     * `syncInterval` (default `'1s'`), and `restore()` can rebuild the database as of any moment since the oldest
+     * kept snapshot. Snapshots, on `interval`, become the bases changes are replayed from. Default `false`.
+     */
+    continuous?: boolean | ContinuousOptions
+  }
+
+  export interface ContinuousOptions {
+    /** Longest time between a commit and its shipping to every destination. Default `'1s'`. */
+    syncInterval?: Duration
+    /** WAL size past which the plugin checkpoints it itself, so that SQLite starts it over. Default 64 MiB. */
+    walSizeLimit?: number
   }
 
   /** A bucket (and key prefix) on AWS S3 or an S3-compatible server. */
@@ -132,6 +145,12 @@ declare namespace fastifySqliteBackup {
     durationMs: number
     /** Result of the restore drill, when drills are on. */
     drill?: DrillResult
+    /**
+     * With continuous backup: the backup is a base of chain `chain`. It holds every commit of the chain up to number
+     * `from` (read by `fromAt`), maybe some after, none after `to` (read by `pinnedAt`): a restore replays the
+     * chain's commits after `from` onto it.
+     */
+    continuous?: { chain: string, from: number, to: number, fromAt: number, pinnedAt: number }
   }
 
   export interface DrillResult {
@@ -169,12 +188,15 @@ declare namespace fastifySqliteBackup {
   }
 
   export interface RestoreResult {
+    /** The snapshot restored (the base, when changes were replayed onto it). */
     id: string
     /** Absolute path of the restored database. */
     path: string
     bytes: number
     sha256: string
     durationMs: number
+    /** When changes were replayed: the chain, the number of the last commit applied and when it was read from the WAL. */
+    replayed?: { chain: string, commit: number, at: Date | null, commits: number }
   }
 
   export interface BackupResult {
@@ -246,6 +268,32 @@ declare namespace fastifySqliteBackup {
     lastBackupId: string | null
     /** Backups there after the last retention pass (or at start). */
     kept: { count: number, bytes: number }
+    /** With continuous backup, what of the changes is stored there. */
+    continuous?: ContinuousStatus
+  }
+
+  export interface ContinuousStatus {
+    /** The chain being shipped and the number of its last commit stored there. */
+    position: { chain: string, commit: number } | null
+    /** Age in ms of the oldest commit read from the WAL but not yet stored there (0 when all is stored). */
+    lagMs: number
+    /** The WAL's size in bytes at the last shipping pass. */
+    walBytes: number
+    /** The oldest and newest moments a restore from there can return, or null when it holds no base yet. */
+    window: RestorableWindow | null
+    /** The last failure to store changes there; `null` once a pass succeeds. */
+    lastError: BackupFailure | null
+  }
+
+  export interface RestorableWindow {
+    from: Date
+    to: Date
+  }
+
+  export interface SyncResult {
+    /** The chain and the number of its last commit now stored at every destination (`null`: nothing to ship yet). */
+    position: { chain: string, commit: number } | null
+    durationMs: number
   }
 
   /** Which destination `list()`, `verify()` and `restore()` read. */
@@ -265,8 +313,19 @@ declare namespace fastifySqliteBackup {
      * An offsite backup is downloaded (and decompressed) into the staging directory first.
      */
     verify (id?: string, options?: ReadOptions): Promise<VerifyResult>
-    /** Writes a backup (by id, or the newest taken at or before `at`) to a new path, verified. */
-    restore (backup: string | { at: Date | string }, options: RestoreOptions): Promise<RestoreResult>
+    /**
+     * Writes a backup to a new path, verified: by id, that snapshot alone; `{ at }`, the database as it was after
+     * the last commit read at or before `at` (with continuous backup; else the newest snapshot taken by then);
+     * `'latest'`, the newest state the destination holds.
+     */
+    restore (backup: string | { at: Date | string } | 'latest', options: RestoreOptions): Promise<RestoreResult>
+    /**
+     * With continuous backup: resolves once every transaction committed before the call is stored at every
+     * destination (fsync'ed locally, acknowledged by S3). Concurrent calls share one shipping pass.
+     */
+    sync (): Promise<SyncResult>
+    /** The oldest and newest moments `restore({ at })` can return from a destination (the first by default). */
+    window (options?: ReadOptions): Promise<RestorableWindow | null>
   }
 
   export const errors: {
@@ -293,6 +352,9 @@ declare namespace fastifySqliteBackup {
     FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT' }>
     FST_SQLITE_BACKUP_MISSING_DEPENDENCY: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_MISSING_DEPENDENCY' }>
     FST_SQLITE_BACKUP_INTERRUPTED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_INTERRUPTED' }>
+    FST_SQLITE_BACKUP_SYNC_FAILED: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_SYNC_FAILED' }>
+    FST_SQLITE_BACKUP_CHAIN_BROKEN: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_CHAIN_BROKEN' }>
+    FST_SQLITE_BACKUP_NOT_CONTINUOUS: FastifyErrorConstructor<{ code: 'FST_SQLITE_BACKUP_NOT_CONTINUOUS' }>
   }
 
   export const fastifySqliteBackup: FastifySqliteBackup

@@ -8,7 +8,9 @@ import type { Destination } from '../destinations/destination'
 import { LocalDestination } from '../destinations/local'
 import { createDestination } from '../destinations/create'
 import { resolveS3 } from '../destinations/s3-options'
-import { newestBackup, newestGoodBackup, backupAt, withLocalCopy } from '../destinations/read'
+import { newestBackup, withLocalCopy } from '../destinations/read'
+import { planRestore, restorableWindow } from '../continuous/restore-plan'
+import { restorePlan } from '../continuous/point-in-time'
 import { checksumOf } from '../record'
 import { verifyBackupFile } from '../verify'
 import { restoreBackup } from '../restore'
@@ -20,7 +22,7 @@ import {
   FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_INVALID_DESTINATION, FST_SQLITE_BACKUP_INTERRUPTED,
   FST_SQLITE_BACKUP_MISSING_DEPENDENCY
 } from '../errors'
-import { formatList, formatVerify, formatRestore, formatBackup } from './format'
+import { formatList, formatWindow, formatVerify, formatRestore, formatBackup } from './format'
 import type { CommandName } from './usage'
 
 /** What a command produced: `value` for --json, `text` for humans, and `failure` (one line) when it exits 1. */
@@ -79,7 +81,8 @@ export const COMMANDS: Record<CommandName, CommandSpec> = {
 async function listCommand ({ positionals: [dir], values }: Invocation): Promise<Outcome> {
   const destination = await openDestination(dir, values)
   const backups = await destination.list()
-  return { value: backups, text: formatList(destination.name, backups) }
+  const window = await restorableWindow(destination)
+  return { value: backups, text: formatList(destination.name, backups) + formatWindow(window) }
 }
 
 async function verifyCommand ({ positionals: [dir, id], values }: Invocation): Promise<Outcome> {
@@ -107,19 +110,32 @@ async function restoreCommand ({ positionals: [dir, id], values }: Invocation): 
   if (id !== undefined && values.at !== undefined) throw new UsageError('give a backup id or --at, not both', 'restore')
   const at = values.at === undefined ? undefined : parseTime(String(values.at))
   const destination = await openDestination(dir, values)
-  // find() validates the id, so that no input can name a file outside the destination.
-  const backup = id !== undefined
-    ? await destination.find(id)
-    : at !== undefined ? await backupAt(destination, at) : await newestGoodBackup(destination)
-
   const started = Date.now()
   const target = resolve(to)
-  const { sha256, bytes } = await untilInterrupted((signal) => withTempCopy(destination, backup, signal, (backupPath) => restoreBackup(
-    { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to: target, force: values.force === true },
-    { timeout: DEFAULT_TIMEOUT, signal }
-  )))
-  const result: RestoreResult = { id: backup.id, path: target, bytes, sha256, durationMs: Date.now() - started }
-  return { value: result, text: formatRestore(result, backup) }
+  const force = values.force === true
+  if (id !== undefined) {
+    // find() validates the id, so that no input can name a file outside the destination.
+    const backup = await destination.find(id)
+    const { sha256, bytes } = await untilInterrupted((signal) => withTempCopy(destination, backup, signal, (backupPath) => restoreBackup(
+      { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to: target, force },
+      { timeout: DEFAULT_TIMEOUT, signal }
+    )))
+    const result: RestoreResult = { id: backup.id, path: target, bytes, sha256, durationMs: Date.now() - started }
+    return { value: result, text: formatRestore(result, backup) }
+  }
+  // No id: the newest state stored, or the state as of --at (a snapshot, and the changes stored after it).
+  const plan = await planRestore(destination, at)
+  const restored = await untilInterrupted(async (signal) => {
+    const dir = await mkdtemp(join(tmpdir(), 'fastify-sqlite-backup-'))
+    try {
+      return await restorePlan(destination, plan, { to: target, force, downloadPath: (name) => join(dir, name) }, { timeout: DEFAULT_TIMEOUT, signal })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+  const replayed = restored.replayed && { ...restored.replayed, at: restored.replayed.at === null ? null : new Date(restored.replayed.at) }
+  const result: RestoreResult = { id: plan.base.id, path: target, bytes: restored.bytes, sha256: restored.sha256, durationMs: Date.now() - started, ...(replayed && { replayed }) }
+  return { value: result, text: formatRestore(result, plan.base) }
 }
 
 async function backupCommand ({ positionals: [database, dir], values }: Invocation): Promise<Outcome> {

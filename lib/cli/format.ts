@@ -1,5 +1,5 @@
 // Human-readable output of the command-line tool. Pure functions of the results: no I/O here.
-import type { BackupInfo, BackupResult, RestoreResult, VerifyResult } from '../../types/index'
+import type { BackupInfo, BackupResult, RestoreResult, VerifyResult, RestorableWindow } from '../../types/index'
 
 /** Bytes in binary units, as `ls -h` and `du -h` show them: `512 B`, `4.0 KiB`, `12.3 MiB`. */
 export function humanSize (bytes: number): string {
@@ -45,9 +45,17 @@ export function formatVerify (results: VerifyResult[]): string {
   ).join('')
 }
 
+/** The moments a restore can return, when the destination holds continuous backup. */
+export function formatWindow (window: RestorableWindow | null): string {
+  return window === null ? '' : `restorable to any moment from ${window.from.toISOString()} to ${window.to.toISOString()} (restore --at <time>)\n`
+}
+
 export function formatRestore (result: RestoreResult, backup: BackupInfo): string {
+  const replayed = result.replayed === undefined
+    ? ''
+    : `, then ${result.replayed.commits} commit${result.replayed.commits === 1 ? '' : 's'} replayed up to one read at ${result.replayed.at?.toISOString() ?? 'the snapshot'}`
   return `restored backup ${result.id} (taken ${backup.createdAt.toISOString()}, ${humanSize(result.bytes)}, ` +
-    `sha256 ${shortHash(result.sha256)}) to ${result.path}\n` +
+    `sha256 ${shortHash(result.sha256)})${replayed} to ${result.path}\n` +
     'The restored database is in rollback-journal mode; run PRAGMA journal_mode = WAL on it to switch it back to WAL.\n'
 }
 

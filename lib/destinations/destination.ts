@@ -1,5 +1,6 @@
 import type { BackupInfo, BackupMetadata } from '../../types/index'
 import { timeOfId } from '../backup-id'
+import type { SegmentRef } from '../continuous/chain'
 
 /**
  * Where backups are kept: one implementation per kind of storage (a local directory, an S3 bucket). Every
@@ -34,6 +35,16 @@ export interface Destination {
   isTransient (err: unknown): boolean
   /** Removes what interrupted runs left behind; returns their names. */
   removeLeftovers (): Promise<string[]>
+  /**
+   * Stores a finished segment of continuous backup (see continuous/chain.ts) under `name`, compressed and encrypted
+   * as the destination stores backups, all or nothing: it is listed only once complete.
+   */
+  putSegment (file: string, name: string, signal: AbortSignal): Promise<void>
+  /** Every stored segment: one listing, the only request that reads what segments exist. */
+  listSegments (): Promise<SegmentRef[]>
+  /** A segment as a plain file on this machine, like localCopy. */
+  segmentCopy (segment: SegmentRef, tempPath: string, signal: AbortSignal): Promise<LocalCopy>
+  removeSegment (segment: SegmentRef): Promise<void>
   /** Releases its connections (at close): requests still in flight fail. */
   close (): void
 }

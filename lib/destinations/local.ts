@@ -1,5 +1,5 @@
 import { mkdir, readdir, readFile, rename, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, dirname } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { BackupMetadata, BackupInfo } from '../../types/index'
 import { writeNewFile, renameDurably, syncDirectory, removeFile, flushFile } from '../durable-fs'
@@ -8,6 +8,7 @@ import { uncompressedRecord } from '../record'
 import { isProcessAlive } from '../process-alive'
 import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
+import { parseSegmentName, type SegmentRef } from '../continuous/chain'
 
 const BACKUP_FILE = idNamePattern(String.raw`\.sqlite`)
 const RECORD_FILE = idNamePattern(String.raw`\.json`)
@@ -148,6 +149,50 @@ export class LocalDestination implements Destination {
       throw Object.assign(new Error(`backup ${metadata.id} is in place with its record, but flushing the directory failed, so it may not survive a power loss: ${(err as Error).message}`, { cause: err }), { code: (err as NodeJS.ErrnoException).code })
     }
     return backupPath
+  }
+
+  /** Copies the segment into a temp file beside its final name, flushes it, then renames it: complete or absent. */
+  async putSegment (file: string, name: string): Promise<void> {
+    const path = join(this.directory, name)
+    const directory = dirname(path)
+    await this.ensureDirectory()
+    const created = await mkdir(directory, { recursive: true, mode: 0o700 })
+    // A new chain's directory must itself survive a power loss, in its parent.
+    if (created !== undefined) await syncDirectory(dirname(directory)).then(() => syncDirectory(this.directory))
+    const temp = join(directory, `.tmp-${this.scope}-${process.pid}-${randomBytes(4).toString('hex')}.seg`)
+    try {
+      await copyFile(file, temp, fsConstants.COPYFILE_EXCL)
+      await flushFile(temp)
+      await renameDurably(temp, path, directory)
+    } finally {
+      await removeFile(temp)
+    }
+  }
+
+  async listSegments (): Promise<SegmentRef[]> {
+    const root = join(this.directory, 'wal')
+    const chains = await readdir(root).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return []
+      throw err
+    })
+    const segments: SegmentRef[] = []
+    for (const chain of chains) {
+      const names = await readdir(join(root, chain)).catch(() => [])
+      for (const name of names) {
+        const segment = parseSegmentName(`wal/${chain}/${name}`)
+        if (segment) segments.push(segment)
+      }
+    }
+    return segments
+  }
+
+  /** Segments here are plain files, read in place. */
+  async segmentCopy (segment: SegmentRef): Promise<LocalCopy> {
+    return { path: join(this.directory, segment.name), release: async () => {} }
+  }
+
+  async removeSegment (segment: SegmentRef): Promise<void> {
+    await removeFile(join(this.directory, segment.name))
   }
 
   /** Deletes a backup: its file first, so that an interrupted delete leaves only an orphan record. */

@@ -11,29 +11,15 @@ export async function newestBackup (destination: Destination): Promise<BackupInf
   return newest
 }
 
-/** The newest backup whose restore drill did not fail: what a restore takes by default. */
-export async function newestGoodBackup (destination: Destination): Promise<BackupInfo> {
-  const backups = await destination.list()
-  const good = backups.find((backup) => backup.good)
-  if (!good) throw new FST_SQLITE_BACKUP_NOT_FOUND(backups.length === 0 ? 'yet' : 'whose restore drill passed', destination.name)
-  return good
+export function isPointInTime (target: unknown): target is { at: Date | string } {
+  return typeof target === 'object' && target !== null && 'at' in target
 }
 
-/** The newest backup taken at or before `at`. */
-export async function backupAt (destination: Destination, at: Date): Promise<BackupInfo> {
-  const match = (await destination.list()).find((backup) => backup.createdAt.getTime() <= at.getTime())
-  if (!match) throw new FST_SQLITE_BACKUP_NOT_FOUND(`taken at or before ${at.toISOString()}`, destination.name)
-  return match
-}
-
-/** A backup named by its id (validated), or the newest taken at or before `{ at }`. */
-export async function findBackup (destination: Destination, target: string | { at: Date | string }): Promise<BackupInfo> {
-  if (typeof target === 'object' && target !== null && 'at' in target) {
-    const at = new Date(target.at)
-    if (Number.isNaN(at.getTime())) throw new FST_SQLITE_BACKUP_INVALID_OPTION('at', 'a Date or an ISO 8601 time')
-    return await backupAt(destination, at)
-  }
-  return await destination.find(target)
+/** The time of `{ at }`, validated. */
+export function pointInTime (target: { at: Date | string }): Date {
+  const at = new Date(target.at)
+  if (Number.isNaN(at.getTime())) throw new FST_SQLITE_BACKUP_INVALID_OPTION('at', 'a Date or an ISO 8601 time')
+  return at
 }
 
 /** Runs `work` on a local copy of a backup (the file itself, or a download at `tempPath`), removed afterwards. */

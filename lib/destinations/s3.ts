@@ -18,6 +18,7 @@ import { describeS3Error, isTransientS3Error, statusOf } from './s3-errors'
 import { readAtMost, parseRecord, atMost, MAX_RECORD_BYTES } from './untrusted-objects'
 import { s3Url, type S3Settings } from './s3-options'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
+import { parseSegmentName, type SegmentRef } from '../continuous/chain'
 
 const RECORD = idNamePattern(String.raw`\.json`)
 const DATA = idNamePattern(String.raw`\.sqlite(\.gz)?(\.age)?`)
@@ -149,6 +150,67 @@ export class S3BucketDestination implements Destination {
     for (const name of names) await this.deleteKey(name)
   }
 
+  /** One PutObject (or multipart upload) of the segment: S3 lists an object only once it is complete. */
+  async putSegment (file: string, name: string, signal: AbortSignal): Promise<void> {
+    const gzip = this.settings.compression === 'gzip'
+    const recipient = await this.recipient()
+    const key = `${this.settings.prefix}${name}${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
+    try {
+      const { bucket, partSize, queueSize, uploadTimeout } = this.settings
+      await uploadFile({ client: this.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
+    } catch (err) {
+      if (!(err instanceof UploadFailed)) throw err
+      if (err.started) {
+        this.pendingAborts.add(key)
+        if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
+      }
+      if (err.timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
+      throw this.describe('upload a segment', err.cause)
+    }
+  }
+
+  /** One ListObjectsV2 per 1000 segments. */
+  async listSegments (): Promise<SegmentRef[]> {
+    const segments: SegmentRef[] = []
+    let token: string | undefined
+    do {
+      const page = await this.call('list the segments', () => this.client.send(new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: `${this.settings.prefix}wal/`, ContinuationToken: token })))
+      for (const object of page.Contents ?? []) {
+        const segment = parseSegmentName(object.Key?.slice(this.settings.prefix.length) ?? '')
+        if (segment) segments.push(segment)
+      }
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined
+    } while (token !== undefined)
+    return segments
+  }
+
+  /** Downloads a segment, decrypted and decompressed; its own checksum is checked by whoever reads it. */
+  async segmentCopy (segment: SegmentRef, tempPath: string, signal: AbortSignal): Promise<LocalCopy> {
+    await createEmptyFile(tempPath)
+    const release = (): Promise<void> => removeFile(tempPath)
+    try {
+      const response = await this.call('download a segment', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + segment.name }), { abortSignal: signal }))
+      const received = response.Body as Readable
+      let body = received
+      try {
+        if (segment.encrypted) body = await decryptStream(received, segment.name, this.settings.encryption?.identity)
+      } catch (err) {
+        received.destroy()
+        throw err
+      }
+      const target = createWriteStream(tempPath, { flags: 'r+' })
+      await pipeline(segment.compression === 'gzip' ? [body, createGunzip(), target] : [body, target], { signal })
+    } catch (err) {
+      await release()
+      throw err
+    }
+    return { path: tempPath, release }
+  }
+
+  async removeSegment (segment: SegmentRef): Promise<void> {
+    await this.deleteKey(segment.name)
+  }
+
   /**
    * Downloads the backup into `tempPath`, decrypted and decompressed; the copy is removed when released. Objects
    * offsite are not trusted: the download stops with FST_SQLITE_BACKUP_VERIFY_FAILED (and leaves no file) as soon
@@ -223,7 +285,8 @@ export class S3BucketDestination implements Destination {
     const data = new Map<string, { id: string, modified: number }>()
     let token: string | undefined
     do {
-      const page = await this.call('list the backups', () => this.client.send(new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: this.settings.prefix, ContinuationToken: token })))
+      // The delimiter folds the segments of continuous backup (wal/...) into one entry: a listing of backups never walks them.
+      const page = await this.call('list the backups', () => this.client.send(new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: this.settings.prefix, Delimiter: '/', ContinuationToken: token })))
       for (const object of page.Contents ?? []) {
         const name = object.Key?.slice(this.settings.prefix.length) ?? ''
         const modified = object.LastModified?.getTime() ?? 0

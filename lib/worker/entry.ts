@@ -1,13 +1,12 @@
 // Entry point of the worker threads: runs the one task it was started for and replies once.
 import { parentPort, workerData } from 'node:worker_threads'
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import type { TaskRequest, TaskReply, ShouldStop } from './protocol'
 import { TaskAborted } from './protocol'
 import { snapshotDatabase } from '../snapshot'
 import { hashTask, quickCheckTask } from './file-checks'
 import { verifyBackupFile } from '../verify'
 import { copyBackup } from '../restore'
+import { lowerPriority } from './priority'
 
 const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) => Promise<unknown>> = {
   snapshot: snapshotDatabase,
@@ -36,17 +35,4 @@ tasks[task](job as never, () => aborted).then(
 
 function reply (message: TaskReply): void {
   parentPort!.postMessage(message)
-}
-
-/**
- * Backups are background work: on Linux, where a thread has its own nice value, this thread yields the CPU to the
- * app's event loop and to its writers whenever they want it. Best effort: elsewhere it simply runs at normal priority.
- */
-function lowerPriority (): void {
-  try {
-    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop())
-    setPriority(threadId, 10)
-  } catch {
-    // Not Linux, or not permitted: nothing to do, the task runs at the process's priority.
-  }
 }

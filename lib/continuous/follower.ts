@@ -1,0 +1,328 @@
+// Runs in the follower's worker thread: reads every committed transaction from the database's WAL, shortly after
+// it commits, into a segment file in the staging directory, and keeps SQLite from reusing any frame before it has
+// been read. Synchronous by design: the thread has nothing else to do.
+import { openSync, closeSync, statSync, fstatSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { readWalHeader, readCommits, startOf, stillAt, type WalHeader } from './wal-file'
+import { SegmentWriter, type SegmentSummary } from './segment'
+import { sameIncarnation, type WalPosition } from './position'
+import { newChainId, type ChainState } from './chain'
+
+// Read at most this much page data per read call, so that memory stays bounded under a fast writer.
+const READ_BATCH_BYTES = 8 << 20
+const READER_BUSY_MS = 100
+
+export interface FollowerSettings {
+  databasePath: string
+  /** Where segment files are written before they are shipped. */
+  spoolDirectory: string
+  /** Names this database's spool files (the lease scope), so that they can be told apart from others'. */
+  spoolPrefix: string
+  /** Past this size the follower checkpoints the WAL itself, so that the next writer starts it over. */
+  walSizeLimit: number
+}
+
+export interface FollowStart {
+  chain: string
+  /** True when it carries on the chain it was given; false when it starts a new one (a base snapshot is needed). */
+  continued: boolean
+  /** Why the chain it was given could not be continued. */
+  reason?: string
+}
+
+/** A finished segment, ready to ship. */
+export interface CutSegment extends SegmentSummary {
+  chain: string
+  index: number
+  /** Number of its last commit in the chain. */
+  lastCommit: number
+}
+
+export interface TickResult {
+  commits: number
+  /** Set when the chain broke: what was seen. A new chain has started; it needs a base snapshot. */
+  broke?: string
+}
+
+/**
+ * Follows one database's WAL. Two reader connections take turns holding a read transaction: one is always open,
+ * so no writer can start the WAL over (or, when it was opened on a fully checkpointed WAL, no checkpoint can copy
+ * a frame that came after it) before this follower has read the frames. At each tick the other reader opens a
+ * fresh transaction, the frames committed since the last tick are read, and only then the older one lets go:
+ * the app's own checkpoints, which wait for readers, wait for one tick at most.
+ */
+export class WalFollower {
+  private readers: Database.Database[] = []
+  private writeLock: Database.Database | undefined
+  private checkpointer: Database.Database | undefined
+  private held = -1
+  private inode = ''
+  private state: ChainState | undefined
+  private segment: SegmentWriter | undefined
+  private walSize = 0
+
+  constructor (private readonly settings: FollowerSettings) {}
+
+  get walBytes (): number {
+    return this.walSize
+  }
+
+  get chain (): ChainState | undefined {
+    return this.state && { ...this.state }
+  }
+
+  /** Opens the connections and takes the first read lock; carries `resume` on when the WAL still holds its position. */
+  start (resume: ChainState | undefined): FollowStart {
+    this.open()
+    const header = this.readHeader()
+    let reason: string | undefined
+    if (resume !== undefined) {
+      reason = this.continuityProblem(resume.position, header)
+      if (reason === undefined) {
+        this.state = { ...resume }
+        return { chain: resume.chain, continued: true }
+      }
+    }
+    this.state = this.newChain(header)
+    return { chain: this.state.chain, continued: false, reason }
+  }
+
+  /** Reads what was committed since the last tick, then moves the read lock on. */
+  tick (now = Date.now()): TickResult {
+    const identity = this.problemWithIdentity()
+    if (identity !== undefined) return this.breakChain(identity)
+    const previous = this.held
+    const next = 1 - previous
+    if (!this.beginRead(next)) return { commits: 0 }
+    let result: TickResult
+    try {
+      result = this.readNew(now)
+    } finally {
+      this.endRead(previous)
+      this.held = next
+    }
+    if (result.broke === undefined && this.walSize > this.settings.walSizeLimit) this.checkpoint(now)
+    return result
+  }
+
+  /** Finishes the open segment, if it holds any commit, and returns it; the next commits go to a new one. */
+  cut (): CutSegment | undefined {
+    const segment = this.segment
+    if (segment === undefined || this.state === undefined) return undefined
+    this.segment = undefined
+    if (segment.commits === 0) {
+      segment.discard()
+      return undefined
+    }
+    const summary = segment.finish()
+    const cut = { ...summary, chain: this.state.chain, index: this.state.index, lastCommit: this.state.commits }
+    this.state.index++
+    return cut
+  }
+
+  /** Lets every lock go; the open segment is discarded (what it held is still in the WAL). */
+  close (): void {
+    this.segment?.discard()
+    this.segment = undefined
+    for (const db of [...this.readers, this.writeLock, this.checkpointer]) {
+      if (db?.inTransaction) db.exec('ROLLBACK')
+      db?.close()
+    }
+    this.readers = []
+    this.writeLock = this.checkpointer = undefined
+  }
+
+  private open (): void {
+    const connect = (): Database.Database => {
+      const db = new Database(this.settings.databasePath, { fileMustExist: true })
+      db.pragma(`busy_timeout = ${READER_BUSY_MS}`)
+      // A connection that only reads pages once needs no cache.
+      db.pragma('cache_size = -64')
+      return db
+    }
+    this.readers = [connect(), connect()]
+    this.writeLock = connect()
+    this.checkpointer = connect()
+    const mode = this.readers[0].pragma('journal_mode', { simple: true })
+    if (mode !== 'wal') throw Object.assign(new Error(`the database is in ${String(mode)} journal mode`), { code: 'NOT_WAL' })
+    this.inode = fileIdentity(this.settings.databasePath)
+    if (!this.beginRead(0)) throw new Error('could not open a read transaction on the database')
+    this.held = 0
+  }
+
+  private readHeader (): WalHeader | undefined {
+    const fd = this.openWal()
+    if (fd === undefined) return undefined
+    try {
+      this.walSize = fstatSync(fd).size
+      return readWalHeader(fd)
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** Why `position` is not where the WAL stands now, or undefined when reading on from it misses nothing. */
+  private continuityProblem (position: WalPosition, header: WalHeader | undefined): string | undefined {
+    if (header === undefined) return 'the WAL is empty: it was checkpointed and removed or truncated since'
+    if (!sameIncarnation(startOf(header), position)) return 'the WAL was started over since'
+    const fd = this.openWal()
+    if (fd === undefined) return 'the WAL is gone'
+    try {
+      return stillAt(fd, position) ? undefined : 'the WAL no longer holds the last position shipped'
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** A new chain starting where the WAL ends now: what came before is in the base snapshot to come. */
+  private newChain (header: WalHeader | undefined): ChainState {
+    this.segment?.discard()
+    this.segment = undefined
+    let position: WalPosition = header === undefined ? emptyPosition() : startOf(header)
+    if (header !== undefined) {
+      const fd = this.openWal()
+      if (fd !== undefined) {
+        try {
+          for (;;) {
+            const read = readCommits(fd, header, position, { maxBytes: READ_BATCH_BYTES })
+            if (read.commits.length === 0) break
+            position = read.position
+          }
+        } finally {
+          closeSync(fd)
+        }
+      }
+    }
+    return { chain: newChainId(), index: 0, commits: 0, position }
+  }
+
+  private breakChain (reason: string): TickResult {
+    this.close()
+    this.open()
+    this.state = this.newChain(this.readHeader())
+    return { commits: 0, broke: reason }
+  }
+
+  private readNew (now: number): TickResult {
+    const state = this.state!
+    const fd = this.openWal()
+    if (fd === undefined) return { commits: 0 }
+    let commits = 0
+    try {
+      this.walSize = fstatSync(fd).size
+      const header = readWalHeader(fd)
+      // Empty (a TRUNCATE checkpoint), or a header being written: the next tick sees it.
+      if (header === undefined) return { commits: 0 }
+      if (!sameIncarnation(startOf(header), state.position)) {
+        // Started over. Nothing was lost only if it is the very next incarnation (checkpoint sequence + 1, salt-1 + 1):
+        // the read lock kept every older frame in place until it was read.
+        if (state.position.checkpointSeq === -1 || isNextIncarnation(state.position, header)) {
+          state.position = startOf(header)
+        } else {
+          return this.breakChain(`the WAL was started over more than once between two reads (checkpoint sequence ${state.position.checkpointSeq} → ${header.checkpointSeq})`)
+        }
+      }
+      for (;;) {
+        const read = readCommits(fd, header, state.position, { maxBytes: READ_BATCH_BYTES })
+        if (read.commits.length === 0) break
+        for (const commit of read.commits) {
+          this.openSegment(header.pageSize).append({ at: now, position: commit.position, dbSize: commit.dbSize, frames: commit.frames })
+          state.commits++
+        }
+        commits += read.commits.length
+        state.position = read.position
+      }
+    } finally {
+      closeSync(fd)
+    }
+    return { commits }
+  }
+
+  private openSegment (pageSize: number): SegmentWriter {
+    const state = this.state!
+    this.segment ??= SegmentWriter.create(
+      join(this.settings.spoolDirectory, `.spool-${this.settings.spoolPrefix}-${state.chain}-${state.index}-${process.pid}.seg`),
+      { chain: state.chain, index: state.index, pageSize, from: state.position, firstCommit: state.commits + 1 }
+    )
+    return this.segment
+  }
+
+  /**
+   * Keeps the WAL bounded. SQLite starts the WAL over only when every frame has been copied into the database and
+   * no reader still uses a frame, which under a steady writer with a read lock always held never happens by itself.
+   * So: copy what can be copied without holding anyone up, then, holding the write lock for a moment, read the
+   * last frames, copy the rest and take the read lock anew on the fully copied WAL: the next writer starts over.
+   */
+  private checkpoint (now: number): void {
+    this.checkpointer!.pragma('wal_checkpoint(PASSIVE)')
+    const lock = this.writeLock!
+    try {
+      lock.exec('BEGIN IMMEDIATE')
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_BUSY') return
+      throw err
+    }
+    try {
+      this.readNew(now)
+      const reader = this.held
+      this.endRead(reader)
+      this.checkpointer!.pragma('wal_checkpoint(PASSIVE)')
+      if (!this.beginRead(reader)) throw new Error('could not take the read lock again after a checkpoint')
+    } finally {
+      lock.exec('ROLLBACK')
+    }
+  }
+
+  private beginRead (index: number): boolean {
+    const db = this.readers[index]
+    try {
+      db.exec('BEGIN')
+      // A deferred transaction takes its snapshot (and its WAL read lock) at the first read.
+      db.prepare('SELECT count(*) FROM sqlite_schema').get()
+      return true
+    } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK')
+      if ((err as { code?: string }).code === 'SQLITE_BUSY') return false
+      throw err
+    }
+  }
+
+  private endRead (index: number): void {
+    const db = this.readers[index]
+    if (db?.inTransaction) db.exec('COMMIT')
+  }
+
+  private openWal (): number | undefined {
+    try {
+      return openSync(`${this.settings.databasePath}-wal`, 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  private problemWithIdentity (): string | undefined {
+    let now: string
+    try {
+      now = fileIdentity(this.settings.databasePath)
+    } catch {
+      return 'the database file is gone'
+    }
+    return now === this.inode ? undefined : 'the database file was replaced by another file'
+  }
+}
+
+function isNextIncarnation (position: WalPosition, header: WalHeader): boolean {
+  return header.checkpointSeq === position.checkpointSeq + 1 && header.salt1 === ((position.salt1 + 1) >>> 0)
+}
+
+/** Before the WAL has any header: the first one that appears starts the chain. */
+function emptyPosition (): WalPosition {
+  return { checkpointSeq: -1, salt1: 0, salt2: 0, frame: 0, checksum: [0, 0] }
+}
+
+function fileIdentity (path: string): string {
+  const stats = statSync(path, { bigint: true })
+  return `${stats.dev}:${stats.ino}`
+}

@@ -1,0 +1,281 @@
+import { join } from 'node:path'
+import type { FastifyBaseLogger } from 'fastify'
+import type { BackupFailure, BackupMetadata, ContinuousStatus, SyncResult } from '../../types/index'
+import type { ContinuousSettings } from '../options'
+import type { Destination } from '../destinations/destination'
+import type { SnapshotCopier, CopyInfo } from '../snapshot'
+import { Lease } from '../lease'
+import { RunQueue } from '../run-queue'
+import { removeFile } from '../durable-fs'
+import { FST_SQLITE_BACKUP_SYNC_FAILED, FST_SQLITE_BACKUP_CLOSED } from '../errors'
+import { FollowerThread } from './follower-thread'
+import type { CutSegment } from './follower'
+import type { SnapshotContinuity } from './follower-protocol'
+import { segmentName, chainsOf, type SegmentRef } from './chain'
+
+// How often the follower reads the WAL and moves its read lock on: the longest an app's own TRUNCATE checkpoint
+// waits for it, and the precision of the commit times a point-in-time restore goes by.
+const TICK_MS = 100
+
+export interface ShipperContext {
+  databasePath: string
+  settings: ContinuousSettings
+  destinations: Destination[]
+  /** Where segments are written before they are shipped (the staging directory). */
+  spoolDirectory: string
+  /** Names this database and its destinations (see leases.ts). */
+  scope: string
+  log: FastifyBaseLogger
+  closing: AbortSignal
+  /** A new chain started: its base snapshot is needed at once. Returns the run that takes it. */
+  needBase: (reason: string) => Promise<unknown>
+}
+
+/** One destination, and what of the changes it holds. */
+interface Progress {
+  destination: Destination
+  /** Cut segments not stored there yet, oldest first: stored strictly in order, so that a chain never has a hole. */
+  queue: CutSegment[]
+  stored: { chain: string, commit: number } | null
+  lastStoredAt: number | null
+  oldestBase: number | null
+  lastError: BackupFailure | null
+}
+
+export type BaseCopy = CopyInfo & { continuity?: SnapshotContinuity & { fromAt: number, pinnedAt: number } }
+
+/**
+ * Continuous backup of one database: the process holding the ship lease follows the WAL (in the follower's worker
+ * thread) and ships what was committed to every destination, every `syncInterval` and on `sync()`.
+ */
+export class Shipper {
+  private readonly lease: Lease
+  private readonly progress: Progress[]
+  private readonly queue = new RunQueue<SyncResult>(() => this.pass())
+  private follower: FollowerThread | undefined
+  private timer: NodeJS.Timeout | undefined
+  private chain: string | undefined
+  /** The run taking the current chain's base snapshot, until it is published. */
+  private baseRun: Promise<unknown> | undefined
+  private basedChains = new Set<string>()
+  private walBytes = 0
+  private closed = false
+  private lastFailure: string | undefined
+  /** Spool files cut and not yet stored everywhere. */
+  private readonly spooled = new Set<string>()
+
+  constructor (private readonly context: ShipperContext) {
+    this.lease = new Lease(join(context.spoolDirectory, `.ship-${context.scope}.lock`))
+    this.progress = context.destinations.map((destination) => ({ destination, queue: [], stored: null, lastStoredAt: null, oldestBase: null, lastError: null }))
+  }
+
+  /** Whether this process ships (it holds the ship lease). */
+  get shipping (): boolean {
+    return this.follower !== undefined
+  }
+
+  /** Starts following the WAL if no other process does; otherwise looks again at every pass. */
+  async start (): Promise<void> {
+    await this.tryToShip()
+    this.arm()
+  }
+
+  /** Resolves once every commit made before the call is stored at every destination, with a base to replay it from. */
+  async sync (): Promise<SyncResult> {
+    if (this.closed) throw new FST_SQLITE_BACKUP_CLOSED()
+    if (!this.shipping) await this.tryToShip()
+    if (!this.shipping) throw new FST_SQLITE_BACKUP_SYNC_FAILED('every destination', 'another process sharing this database ships its changes (it holds the ship lease); call sync() there')
+    const result = await this.queue.enqueue(false)
+    if (this.baseRun !== undefined) {
+      await this.baseRun
+      // The chain may have moved on meanwhile: the base is the chain's, and the pass stored its changes.
+    }
+    return result
+  }
+
+  /** The copy for a snapshot: in the follower's thread, which knows which commits it holds. */
+  get copier (): SnapshotCopier<BaseCopy> | undefined {
+    const follower = this.follower
+    if (follower === undefined) return undefined
+    return async (job, options) => await follower.snapshot(job, options) as BaseCopy
+  }
+
+  /** A base was published: its chain can be restored from it. */
+  basePublished (metadata: BackupMetadata): void {
+    const continuity = metadata.continuous
+    if (continuity === undefined) return
+    this.basedChains.add(continuity.chain)
+    if (continuity.chain === this.chain) this.baseRun = undefined
+    for (const item of this.progress) item.oldestBase ??= continuity.pinnedAt
+  }
+
+  status (index: number): ContinuousStatus {
+    const item = this.progress[index]
+    const oldest = item.queue[0]
+    return {
+      position: item.stored,
+      lagMs: oldest?.firstAt === undefined ? 0 : Math.max(0, Date.now() - oldest.firstAt),
+      walBytes: this.walBytes,
+      window: item.oldestBase !== null && item.lastStoredAt !== null && item.lastStoredAt >= item.oldestBase
+        ? { from: new Date(item.oldestBase), to: new Date(item.lastStoredAt) }
+        : null,
+      lastError: item.lastError
+    }
+  }
+
+  /**
+   * Deletes the changes no kept base needs: every chain older than the oldest kept base's, and in its chain the
+   * segments read before that base. Called after retention deleted snapshots.
+   */
+  async prune (destination: Destination): Promise<void> {
+    const bases = (await destination.list()).filter((backup) => backup.metadata?.continuous !== undefined)
+    const oldest = bases.at(-1)?.metadata?.continuous
+    if (oldest === undefined) return
+    const item = this.progress.find((entry) => entry.destination === destination)
+    if (item) item.oldestBase = oldest.pinnedAt
+    const doomed: SegmentRef[] = []
+    for (const [chain, segments] of chainsOf(await destination.listSegments())) {
+      if (chain < oldest.chain) doomed.push(...segments)
+      else if (chain === oldest.chain) doomed.push(...segments.filter((segment) => segment.lastAt < oldest.fromAt))
+    }
+    for (const segment of doomed) await destination.removeSegment(segment)
+    if (doomed.length > 0) this.context.log.debug({ destination: destination.name, segments: doomed.length }, 'sqlite backup: deleted the changes no kept snapshot needs')
+  }
+
+  /** Ships what is left (within the caller's bound), then lets the WAL go. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearTimeout(this.timer)
+    if (this.follower !== undefined && !this.context.closing.aborted) {
+      await this.queue.enqueue(false).catch((err: Error) => {
+        this.context.log.warn({ err }, 'sqlite backup: the last changes could not be shipped at close; they stay in the WAL and are shipped by the next process that follows it')
+      })
+    }
+    await this.queue.stop(new FST_SQLITE_BACKUP_CLOSED())
+    await this.follower?.close()
+    this.follower = undefined
+    this.lease.release()
+    for (const item of this.progress) {
+      for (const segment of item.queue) await removeFile(segment.path)
+      item.queue = []
+    }
+  }
+
+  private arm (): void {
+    if (this.closed) return
+    this.timer = setTimeout(() => {
+      const pass = this.shipping ? this.queue.enqueue(false) : this.tryToShip()
+      // A failed pass is logged where it failed and retried at the next.
+      pass.catch(() => {}).finally(() => this.arm())
+    }, this.context.settings.syncInterval)
+    this.timer.unref()
+  }
+
+  /** Takes the ship lease if it is free, and starts following the WAL from where the destinations stand. */
+  private async tryToShip (): Promise<void> {
+    if (this.shipping || this.closed) return
+    if (!this.lease.tryAcquire()) return
+    const { log, databasePath, spoolDirectory, scope, settings } = this.context
+    try {
+      const follower = new FollowerThread({ databasePath, spoolDirectory, spoolPrefix: scope, walSizeLimit: settings.walSizeLimit }, TICK_MS, {
+        onBreak: (reason, chain) => this.newChain(chain, reason),
+        onFailure: (message, code) => {
+          if (message === this.lastFailure) return
+          this.lastFailure = message
+          log.error({ code }, 'sqlite backup: reading the WAL failed: %s', message)
+        }
+      })
+      const resume = await this.resumePoint()
+      const started = await follower.start(resume?.state)
+      await resume?.release()
+      this.follower = follower
+      this.chain = started.chain
+      if (started.continued) {
+        log.info({ chain: started.chain }, 'sqlite backup: continuous backup resumes where it stopped')
+        this.basedChains.add(started.chain)
+      } else {
+        this.newChain(started.chain, started.reason === undefined ? 'continuous backup starts' : `continuous backup cannot carry on the stored changes: ${started.reason}`)
+      }
+    } catch (err) {
+      this.lease.release()
+      log.error({ err }, 'sqlite backup: continuous backup could not start')
+      throw err
+    }
+  }
+
+  private newChain (chain: string, reason: string): void {
+    this.chain = chain
+    this.context.log.warn({ chain, reason }, 'sqlite backup: %s; a new chain of changes starts, with a base snapshot now', reason)
+    this.baseRun = this.context.needBase(reason).catch((err: Error) => {
+      this.context.log.error({ err, chain }, 'sqlite backup: the base snapshot of a new chain failed; changes are shipped but cannot be restored until a snapshot succeeds')
+      throw err
+    })
+    this.baseRun.catch(() => {})
+  }
+
+  /** The chain's last stored segment, when every destination agrees on it; the follower checks the WAL still holds it. */
+  private async resumePoint (): Promise<{ state: { path: string }, release: () => Promise<void> } | undefined> {
+    let last: SegmentRef | undefined
+    for (const [index, item] of this.progress.entries()) {
+      const chains = [...chainsOf(await item.destination.listSegments()).values()]
+      const newest = chains.at(-1)?.at(-1)
+      if (index > 0 && newest?.name.replace(/\.seg.*$/, '') !== last?.name.replace(/\.seg.*$/, '')) return undefined
+      last = newest
+    }
+    if (last === undefined) return undefined
+    const source = this.progress[0].destination
+    const copy = await source.segmentCopy(last, join(this.context.spoolDirectory, `.resume-${this.context.scope}-${process.pid}.seg`), this.context.closing)
+    return { state: { path: copy.path }, release: () => copy.release() }
+  }
+
+  /** Cuts what the follower read into a segment and stores every cut segment at every destination, in order. */
+  private async pass (): Promise<SyncResult> {
+    const started = Date.now()
+    const follower = this.follower
+    if (follower === undefined) throw new FST_SQLITE_BACKUP_SYNC_FAILED('every destination', 'this process does not ship this database\'s changes')
+    const cut = await follower.cut()
+    this.walBytes = cut.walBytes
+    if (cut.segment !== undefined) {
+      this.spooled.add(cut.segment.path)
+      for (const item of this.progress) item.queue.push(cut.segment)
+    }
+    const failures = (await Promise.all(this.progress.map((item) => this.drain(item)))).filter((failure) => failure !== undefined)
+    await this.removeShipped()
+    if (failures.length > 0) {
+      const [first] = failures
+      throw new FST_SQLITE_BACKUP_SYNC_FAILED(failures.map((failure) => failure.destination).join(', '), first.err.message, { cause: first.err })
+    }
+    const stored = this.progress[0].stored
+    return { position: stored, durationMs: Date.now() - started }
+  }
+
+  private async drain (item: Progress): Promise<{ destination: string, err: Error } | undefined> {
+    while (item.queue.length > 0) {
+      const segment = item.queue[0]
+      try {
+        await item.destination.putSegment(segment.path, segmentName(segment.chain, segment.index, segment.firstAt!, segment.lastAt!), this.context.closing)
+      } catch (err) {
+        if (item.lastError === null) this.context.log.error({ err, destination: item.destination.name }, 'sqlite backup: storing changes failed; retrying at the next pass')
+        item.lastError = { at: new Date(), code: (err as { code?: string }).code ?? 'UNKNOWN', message: (err as Error).message }
+        return { destination: item.destination.name, err: err as Error }
+      }
+      item.queue.shift()
+      item.stored = { chain: segment.chain, commit: segment.lastCommit }
+      item.lastStoredAt = segment.lastAt!
+      if (item.lastError !== null) this.context.log.info({ destination: item.destination.name }, 'sqlite backup: storing changes works again')
+      item.lastError = null
+    }
+    return undefined
+  }
+
+  /** Removes the spool files that every destination has stored. */
+  private async removeShipped (): Promise<void> {
+    const waiting = new Set(this.progress.flatMap((item) => item.queue.map((segment) => segment.path)))
+    for (const path of this.spooled) {
+      if (waiting.has(path)) continue
+      await removeFile(path)
+      this.spooled.delete(path)
+    }
+  }
+}
