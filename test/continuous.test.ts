@@ -36,7 +36,7 @@ function openLogged (path: string): { db: Database.Database, write: (count: numb
 function segments (dir: string): string[] {
   const root = join(dir, 'wal')
   if (!existsSync(root)) return []
-  return readdirSync(root).flatMap((chain) => readdirSync(join(root, chain)).filter((name) => name.endsWith('.seg')).map((name) => join(root, chain, name)))
+  return readdirSync(root).flatMap((chain) => readdirSync(join(root, chain)).filter((name) => /\.seg(\.gz)?$/.test(name)).map((name) => join(root, chain, name)))
 }
 
 t.test('sync() stores every commit made before it; restoring the latest state returns them all', async (t) => {

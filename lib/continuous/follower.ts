@@ -12,6 +12,8 @@ import { newChainId, type ChainState } from './chain'
 // Read at most this much page data per read call, so that memory stays bounded under a fast writer.
 const READ_BATCH_BYTES = 8 << 20
 const READER_BUSY_MS = 100
+const WAL_HEADER_BYTES = 32
+const FRAME_HEADER_BYTES = 24
 
 export interface FollowerSettings {
   databasePath: string
@@ -61,11 +63,19 @@ export class WalFollower {
   private state: ChainState | undefined
   private segment: SegmentWriter | undefined
   private walSize = 0
+  private pageSize = 0
 
   constructor (private readonly settings: FollowerSettings) {}
 
+  /** The WAL file's size: its largest since SQLite last truncated it (a restart reuses the file from the start). */
   get walBytes (): number {
     return this.walSize
+  }
+
+  /** The part of the WAL in use: its header and the frames up to the last commit read. */
+  private get walInUse (): number {
+    const frame = this.state?.position.frame ?? 0
+    return frame === 0 ? 0 : WAL_HEADER_BYTES + frame * (FRAME_HEADER_BYTES + this.pageSize)
   }
 
   get chain (): ChainState | undefined {
@@ -102,7 +112,7 @@ export class WalFollower {
       this.endRead(previous)
       this.held = next
     }
-    if (result.broke === undefined && this.walSize > this.settings.walSizeLimit) this.checkpoint(now)
+    if (result.broke === undefined && this.walInUse > this.settings.walSizeLimit) this.checkpoint(now)
     return result
   }
 
@@ -214,6 +224,7 @@ export class WalFollower {
       const header = readWalHeader(fd)
       // Empty (a TRUNCATE checkpoint), or a header being written: the next tick sees it.
       if (header === undefined) return { commits: 0 }
+      this.pageSize = header.pageSize
       if (!sameIncarnation(startOf(header), state.position)) {
         // Started over. Nothing was lost only if it is the very next incarnation (checkpoint sequence + 1, salt-1 + 1):
         // the read lock kept every older frame in place until it was read.

@@ -162,13 +162,18 @@ export class Shipper {
     }
   }
 
-  private arm (): void {
+  /**
+   * Passes start every `syncInterval`, counted from the start of the previous one, so that how long a pass takes
+   * does not add to how old the changes can get. Never two at once: the next is armed when one ends.
+   */
+  private arm (delay = this.context.settings.syncInterval): void {
     if (this.closed) return
     this.timer = setTimeout(() => {
+      const started = Date.now()
       const pass = this.shipping ? this.queue.enqueue(false) : this.tryToShip()
       // A failed pass is logged where it failed and retried at the next.
-      pass.catch(() => {}).finally(() => this.arm())
-    }, this.context.settings.syncInterval)
+      pass.catch(() => {}).finally(() => this.arm(Math.max(0, this.context.settings.syncInterval - (Date.now() - started))))
+    }, delay)
     this.timer.unref()
   }
 

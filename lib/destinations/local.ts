@@ -1,5 +1,8 @@
 import { mkdir, readdir, readFile, rename, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
 import { join, dirname } from 'node:path'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import { createGzip, createGunzip } from 'node:zlib'
 import { randomBytes } from 'node:crypto'
 import type { BackupMetadata, BackupInfo } from '../../types/index'
 import { writeNewFile, renameDurably, syncDirectory, removeFile, flushFile } from '../durable-fs'
@@ -12,6 +15,8 @@ import { parseSegmentName, type SegmentRef } from '../continuous/chain'
 
 const BACKUP_FILE = idNamePattern(String.raw`\.sqlite`)
 const RECORD_FILE = idNamePattern(String.raw`\.json`)
+// Fast: a segment is compressed while it is shipped, every second.
+const SEGMENT_GZIP_LEVEL = 1
 // Temp files of earlier versions, named after their process id.
 const LEGACY_TEMP = /^\.tmp-(\d+)-/
 
@@ -151,9 +156,12 @@ export class LocalDestination implements Destination {
     return backupPath
   }
 
-  /** Copies the segment into a temp file beside its final name, flushes it, then renames it: complete or absent. */
+  /**
+   * Writes the segment gzipped (successive versions of a page compress well) into a temp file beside its final
+   * name, flushes it, then renames it: complete or absent.
+   */
   async putSegment (file: string, name: string): Promise<void> {
-    const path = join(this.directory, name)
+    const path = join(this.directory, `${name}.gz`)
     const directory = dirname(path)
     await this.ensureDirectory()
     const created = await mkdir(directory, { recursive: true, mode: 0o700 })
@@ -161,7 +169,7 @@ export class LocalDestination implements Destination {
     if (created !== undefined) await syncDirectory(dirname(directory)).then(() => syncDirectory(this.directory))
     const temp = join(directory, `.tmp-${this.scope}-${process.pid}-${randomBytes(4).toString('hex')}.seg`)
     try {
-      await copyFile(file, temp, fsConstants.COPYFILE_EXCL)
+      await pipeline(createReadStream(file), createGzip({ level: SEGMENT_GZIP_LEVEL }), createWriteStream(temp, { flags: 'wx', mode: 0o600 }))
       await flushFile(temp)
       await renameDurably(temp, path, directory)
     } finally {
@@ -186,9 +194,18 @@ export class LocalDestination implements Destination {
     return segments
   }
 
-  /** Segments here are plain files, read in place. */
-  async segmentCopy (segment: SegmentRef): Promise<LocalCopy> {
-    return { path: join(this.directory, segment.name), release: async () => {} }
+  /** A segment, decompressed into `tempPath` (one stored plain is read in place). */
+  async segmentCopy (segment: SegmentRef, tempPath: string, signal: AbortSignal): Promise<LocalCopy> {
+    const stored = join(this.directory, segment.name)
+    if (segment.compression === 'none') return { path: stored, release: async () => {} }
+    const release = (): Promise<void> => removeFile(tempPath)
+    try {
+      await pipeline(createReadStream(stored), createGunzip(), createWriteStream(tempPath, { flags: 'wx', mode: 0o600 }), { signal })
+    } catch (err) {
+      await release()
+      throw err
+    }
+    return { path: tempPath, release }
   }
 
   async removeSegment (segment: SegmentRef): Promise<void> {
