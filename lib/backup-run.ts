@@ -7,13 +7,15 @@ import type { Publisher } from './publisher'
 import type { BackupsInUse } from './in-use'
 import type { Destination } from './destinations/destination'
 import type { Shipper } from './continuous/shipper'
+import type { Notify } from './hooks'
+import { proveChain } from './continuous/chain-proof'
 import { ChangeDetector, type DataVersion } from './change-detector'
 import { newBackupId, snapshotTime } from './backup-id'
 import { uncompressedRecord } from './record'
 import { createEmptyFile } from './durable-fs'
 import { takeSnapshot, removeTemp } from './snapshot'
 import { runDrill } from './drill'
-import { FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_PUBLISH_FAILED, FST_SQLITE_BACKUP_SNAPSHOT_FAILED } from './errors'
+import { FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_PUBLISH_FAILED, FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CHAIN_BROKEN } from './errors'
 
 export interface BackupRunContext {
   options: ResolvedOptions
@@ -26,6 +28,7 @@ export interface BackupRunContext {
   closing: AbortSignal
   /** With continuous backup: snapshots taken while this process follows the WAL become bases of its chain. */
   shipper?: Shipper
+  notify: Notify
 }
 
 /**
@@ -168,6 +171,7 @@ export class BackupRun {
     }
     metadata.drill = outcome
     this.latestDrill = { id: metadata.id, ...outcome }
+    if (outcome.ok) await this.proveChain(path, metadata)
     try {
       // Destinations published to after the drill get the result in their first record.
       if (publisher.primary) await publisher.primary.updateMetadata(metadata)
@@ -176,6 +180,38 @@ export class BackupRun {
     }
     if (outcome.ok) log.info({ backup: { id: metadata.id } }, 'sqlite backup restore drill passed')
     else log.error({ backup: { id: metadata.id }, problems: outcome.problems }, 'sqlite backup restore drill FAILED: this backup is marked bad')
+  }
+
+  /**
+   * With continuous backup, the drill also proves the chain: the previous base, with the changes stored since, must
+   * rebuild this one. A chain that does not is reported loudly, and a new chain (with this backup as its base) starts.
+   */
+  private async proveChain (path: string, metadata: BackupMetadata): Promise<void> {
+    const { shipper, options, log, publisher, closing, staging, inUse, notify } = this.context
+    if (shipper === undefined || metadata.continuous === undefined) return
+    let proof
+    try {
+      // The changes up to this base must be stored before they can be checked.
+      await shipper.flush()
+      proof = await inUse.during(metadata.id, () => proveChain(publisher.destinations[0], metadata, path, {
+        timeout: options.timeout,
+        signal: closing,
+        downloadPath: (name) => staging.downloadPath(name)
+      }))
+    } catch (err) {
+      log.warn({ err, backup: { id: metadata.id } }, 'sqlite backup: the drill could not check the chain of changes')
+      return
+    }
+    if (proof === undefined) return
+    metadata.continuous.proof = proof
+    if (proof.ok) {
+      log.info({ backup: { id: metadata.id }, from: proof.from, commit: proof.commit }, 'sqlite backup drill: the stored changes rebuild this backup from the previous one')
+      return
+    }
+    const err = new FST_SQLITE_BACKUP_CHAIN_BROKEN(publisher.destinations[0].name, proof.problems.join('; '))
+    log.error({ err, backup: { id: metadata.id }, from: proof.from }, 'sqlite backup drill FAILED: the stored changes do not rebuild this backup; restores between the two replay nothing from that chain, and a new chain starts from this backup')
+    notify('onError', err)
+    await shipper.restartChain(`the drill of backup ${metadata.id} found that the stored changes do not rebuild it`)
   }
 
   private readVersion (): DataVersion | undefined {

@@ -78,7 +78,7 @@ export class Backups {
         needBase: () => this.queue.enqueue(true)
       })
     }
-    this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing, shipper: this.shipper })
+    this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing, shipper: this.shipper, notify: this.notify })
     this.queue = new RunQueue((force) => this.runAndReport(force))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
@@ -144,10 +144,9 @@ export class Backups {
     }
     const downloads = await this.staging.removeDeadDownloads()
     if (downloads.length > 0) this.log.info({ leftovers: downloads, staging: this.staging.path }, 'sqlite backup: removed downloads left by processes that are gone')
-    this.backupRun.resume(await this.publisher.load(budget.signal))
-    for (const backup of (await this.publisher.destinations[0].list().catch(() => [])).slice(0, 1)) {
-      if (backup.metadata) this.shipper?.basePublished(backup.metadata)
-    }
+    const newest = await this.publisher.load(budget.signal)
+    this.backupRun.resume(newest)
+    if (newest) this.shipper?.basePublished(newest)
     await this.shipper?.start()
     this.phase = 'ready'
     if (this.schedule) {

@@ -23,9 +23,12 @@ t.test('defaults and duration strings', async (t) => {
     timeout: DEFAULT_TIMEOUT,
     closeTimeout: DEFAULT_CLOSE_TIMEOUT,
     drill: false,
-    restoreIfMissing: false
+    restoreIfMissing: false,
+    continuous: false
   })
   t.equal(DEFAULT_INTERVAL, 600_000, 'ten minutes by default')
+  t.same(resolveOptions({ database, destination, continuous: true }).continuous, { syncInterval: 1000, walSizeLimit: 64 * 1024 * 1024 }, 'continuous: a second, 64 MiB')
+  t.same(resolveOptions({ database, destination, continuous: { syncInterval: '250ms', walSizeLimit: 4 << 20 } }).continuous, { syncInterval: 250, walSizeLimit: 4 << 20 })
   const custom = resolveOptions({ database, destination, interval: '1h', keep: 3, runOnStart: true, timeout: '30s', closeTimeout: 0 })
   t.equal(custom.interval, 3_600_000)
   t.equal(custom.timeout, 30_000)
@@ -78,6 +81,10 @@ t.test('invalid options are rejected at registration with their code and leave n
     ['interval beyond what a timer can wait', { database, destination, interval: 2 ** 31 }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
     ['interval true', { database, destination, interval: true }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
     ['unparsable interval string', { database, destination, interval: 'soon' }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
+    ['continuous is a string', { database, destination, continuous: 'yes' }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"continuous"/],
+    ['continuous with an unknown field', { database, destination, continuous: { syncIntreval: '1s' } }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /continuous\.syncIntreval/],
+    ['continuous sync interval of zero', { database, destination, continuous: { syncInterval: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /continuous\.syncInterval/],
+    ['continuous WAL limit below 1 MiB', { database, destination, continuous: { walSizeLimit: 1000 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /continuous\.walSizeLimit/],
     ['negative interval string', { database, destination, interval: '-5m' }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
     ['keep zero', { database, destination, keep: 0 }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"keep"/],
     ['keep fractional', { database, destination, keep: 2.5 }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],

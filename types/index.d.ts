@@ -150,7 +150,15 @@ declare namespace fastifySqliteBackup {
      * `from` (read by `fromAt`), maybe some after, none after `to` (read by `pinnedAt`): a restore replays the
      * chain's commits after `from` onto it.
      */
-    continuous?: { chain: string, from: number, to: number, fromAt: number, pinnedAt: number }
+    continuous?: {
+      chain: string
+      from: number
+      to: number
+      fromAt: number
+      pinnedAt: number
+      /** The drill's check that the previous base of the chain, with the changes stored since, rebuilds this one. */
+      proof?: { ok: boolean, at: string, from: string, commit?: number, problems: string[] }
+    }
   }
 
   export interface DrillResult {

@@ -1,5 +1,5 @@
 // Entry point of the follower's worker thread: one WalFollower, ticking on its own timer, answering the main
-// thread's requests one at a time.
+// thread's requests. A base snapshot's copy yields between its steps, so ticks and cuts go on while it runs.
 import { parentPort, workerData } from 'node:worker_threads'
 import { WalFollower, type FollowerSettings } from './follower'
 import { snapshotDatabase, type SnapshotJob } from '../snapshot'
@@ -61,12 +61,14 @@ async function handle (request: FollowerRequest): Promise<unknown> {
     case 'cut':
       tick()
       return { segment: follower.cut(), chain: follower.chain, walBytes: follower.walBytes }
+    case 'new-chain':
+      follower.restartChain()
+      return follower.chain!.chain
     case 'snapshot':
       return await snapshot(request.job)
     case 'close':
       clearInterval(timer)
       follower.close()
-      parentPort!.close()
       return undefined
   }
 }
@@ -77,7 +79,11 @@ parentPort!.on('message', (message: FollowerRequest | { type: 'abort-snapshot' }
     return
   }
   handle(message).then(
-    (value) => post({ type: 'reply', id: message.id, value }),
+    (value) => {
+      post({ type: 'reply', id: message.id, value })
+      // Nothing else keeps the thread alive: it ends once the reply is out.
+      if (message.type === 'close') parentPort!.close()
+    },
     (err: Error & { code?: unknown }) => post(err instanceof TaskAborted
       ? { type: 'reply-error', id: message.id, message: 'aborted', code: 'ABORTED' }
       : { type: 'reply-error', id: message.id, message: err.message, code: typeof err.code === 'string' ? err.code : undefined })

@@ -4,6 +4,7 @@ import type { SnapshotJob } from '../snapshot'
 export type FollowerRequest =
   | { id: number, type: 'start', resume: { path: string } | undefined }
   | { id: number, type: 'cut' }
+  | { id: number, type: 'new-chain', reason: string }
   | { id: number, type: 'snapshot', job: SnapshotJob }
   | { id: number, type: 'close' }
 

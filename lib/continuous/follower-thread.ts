@@ -66,6 +66,11 @@ export class FollowerThread {
     return await this.request({ type: 'start', resume }) as FollowStart
   }
 
+  /** Starts a new chain where the WAL ends now; returns its id. */
+  async restartChain (reason: string): Promise<string> {
+    return await this.request({ type: 'new-chain', reason }) as string
+  }
+
   /** Reads what was committed up to now and finishes the open segment. */
   async cut (): Promise<CutResult> {
     return await this.request({ type: 'cut' }) as CutResult

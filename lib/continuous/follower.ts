@@ -207,6 +207,11 @@ export class WalFollower {
     return { chain: newChainId(), index: 0, commits: 0, position }
   }
 
+  /** Starts a new chain where the WAL ends now: what was read and not cut is dropped (the new base holds it). */
+  restartChain (): void {
+    this.state = this.newChain(this.readHeader())
+  }
+
   private breakChain (reason: string): TickResult {
     this.close()
     this.open()

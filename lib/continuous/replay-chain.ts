@@ -11,6 +11,9 @@ export interface ReplayJob {
   range: ReplayRange
 }
 
+/** Called once the file is consistent again after commit `commit` (from `range.to` on): 'stop' ends the replay. */
+export type AfterCommit = (commit: number) => 'stop' | undefined
+
 export interface ReplayOutcome {
   chain: string
   /** Number of the last commit the file now holds. */
@@ -26,7 +29,7 @@ export interface ReplayOutcome {
  * consistent again. A segment that does not follow its predecessor commit for commit is a hole: refused
  * (code CHAIN_BROKEN), never skipped.
  */
-export function replayChain (path: string, job: ReplayJob, shouldStop: ShouldStop): ReplayOutcome {
+export function replayChain (path: string, job: ReplayJob, shouldStop: ShouldStop, afterCommit?: AfterCommit): ReplayOutcome {
   const { range } = job
   const replay = Replay.open(path)
   let last: number | undefined
@@ -52,6 +55,10 @@ export function replayChain (path: string, job: ReplayJob, shouldStop: ShouldSto
         }
         replay.apply(commit)
         applied = number
+        if (number >= range.to && afterCommit?.(number) === 'stop') {
+          done = true
+          return 'stop'
+        }
       })
       last = number
     }

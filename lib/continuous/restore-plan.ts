@@ -48,7 +48,24 @@ export async function planRestore (destination: Destination, at: Date | undefine
   // the chain can replay.
   const reach = Math.min(until, Math.max(continuity.pinnedAt, segments.at(-1)?.lastAt ?? 0))
   if (plain !== undefined && plain.createdAt.getTime() > reach) return { base: plain, segments: [], replay: undefined }
+  refuseDisprovedChanges(destination, backups, base, reach)
   return { base, segments, replay: { chain: continuity.chain, from: continuity.from, to: continuity.to, until: at === undefined ? null : until } }
+}
+
+/**
+ * A drill that found the changes between two bases not to rebuild the later one marks them as not to be trusted: a
+ * replay through them is refused, never returned.
+ */
+function refuseDisprovedChanges (destination: Destination, backups: BackupInfo[], base: BackupInfo, reach: number): void {
+  const continuity = base.metadata!.continuous!
+  for (const later of backups) {
+    const checked = later.metadata?.continuous
+    if (checked?.chain !== continuity.chain || checked.proof?.ok !== false || checked.pinnedAt <= continuity.pinnedAt) continue
+    const start = backups.find((backup) => backup.id === checked.proof!.from)?.metadata?.continuous?.pinnedAt ?? continuity.pinnedAt
+    if (reach > start) {
+      throw new FST_SQLITE_BACKUP_CHAIN_BROKEN(destination.name, `the drill of backup ${later.id} found that the changes stored after backup ${checked.proof.from} do not rebuild it (${checked.proof.problems.join('; ')})`)
+    }
+  }
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Destination } from '../destinations/destination'
 import type { SnapshotCopier, CopyInfo } from '../snapshot'
 import { Lease } from '../lease'
 import { RunQueue } from '../run-queue'
+import { until } from '../operations'
 import { removeFile } from '../durable-fs'
 import { FST_SQLITE_BACKUP_SYNC_FAILED, FST_SQLITE_BACKUP_CLOSED } from '../errors'
 import { FollowerThread } from './follower-thread'
@@ -16,6 +17,8 @@ import { segmentName, chainsOf, type SegmentRef } from './chain'
 // How often the follower reads the WAL and moves its read lock on: the longest an app's own TRUNCATE checkpoint
 // waits for it, and the precision of the commit times a point-in-time restore goes by.
 const TICK_MS = 100
+// The longest the destinations may take to tell where their changes end, when shipping starts.
+const RESUME_TIMEOUT = 5000
 
 export interface ShipperContext {
   databasePath: string
@@ -28,7 +31,7 @@ export interface ShipperContext {
   log: FastifyBaseLogger
   closing: AbortSignal
   /** A new chain started: its base snapshot is needed at once. Returns the run that takes it. */
-  needBase: (reason: string) => Promise<unknown>
+  needBase: () => Promise<unknown>
 }
 
 /** One destination, and what of the changes it holds. */
@@ -57,10 +60,10 @@ export class Shipper {
   private chain: string | undefined
   /** The run taking the current chain's base snapshot, until it is published. */
   private baseRun: Promise<unknown> | undefined
-  private basedChains = new Set<string>()
   private walBytes = 0
   private closed = false
   private lastFailure: string | undefined
+  private starting: Promise<void> | undefined
   /** Spool files cut and not yet stored everywhere. */
   private readonly spooled = new Set<string>()
 
@@ -93,6 +96,18 @@ export class Shipper {
     return result
   }
 
+  /** Stores what was committed up to now (no wait for a base, unlike sync()). */
+  async flush (): Promise<void> {
+    if (this.shipping) await this.queue.enqueue(false)
+  }
+
+  /** Starts a new chain now, and asks for its base snapshot. */
+  async restartChain (reason: string): Promise<void> {
+    const follower = this.follower
+    if (follower === undefined) return
+    this.newChain(await follower.restartChain(reason), reason)
+  }
+
   /** The copy for a snapshot: in the follower's thread, which knows which commits it holds. */
   get copier (): SnapshotCopier<BaseCopy> | undefined {
     const follower = this.follower
@@ -104,7 +119,6 @@ export class Shipper {
   basePublished (metadata: BackupMetadata): void {
     const continuity = metadata.continuous
     if (continuity === undefined) return
-    this.basedChains.add(continuity.chain)
     if (continuity.chain === this.chain) this.baseRun = undefined
     for (const item of this.progress) item.oldestBase ??= continuity.pinnedAt
   }
@@ -147,6 +161,7 @@ export class Shipper {
     if (this.closed) return
     this.closed = true
     clearTimeout(this.timer)
+    await this.starting?.catch(() => {})
     if (this.follower !== undefined && !this.context.closing.aborted) {
       await this.queue.enqueue(false).catch((err: Error) => {
         this.context.log.warn({ err }, 'sqlite backup: the last changes could not be shipped at close; they stay in the WAL and are shipped by the next process that follows it')
@@ -179,11 +194,18 @@ export class Shipper {
 
   /** Takes the ship lease if it is free, and starts following the WAL from where the destinations stand. */
   private async tryToShip (): Promise<void> {
+    // One attempt at a time: sync() and the timer may both ask.
+    this.starting ??= this.startShipping().finally(() => { this.starting = undefined })
+    await this.starting
+  }
+
+  private async startShipping (): Promise<void> {
     if (this.shipping || this.closed) return
     if (!this.lease.tryAcquire()) return
     const { log, databasePath, spoolDirectory, scope, settings } = this.context
+    let follower: FollowerThread | undefined
     try {
-      const follower = new FollowerThread({ databasePath, spoolDirectory, spoolPrefix: scope, walSizeLimit: settings.walSizeLimit }, TICK_MS, {
+      follower = new FollowerThread({ databasePath, spoolDirectory, spoolPrefix: scope, walSizeLimit: settings.walSizeLimit }, TICK_MS, {
         onBreak: (reason, chain) => this.newChain(chain, reason),
         onFailure: (message, code) => {
           if (message === this.lastFailure) return
@@ -191,32 +213,51 @@ export class Shipper {
           log.error({ code }, 'sqlite backup: reading the WAL failed: %s', message)
         }
       })
-      const resume = await this.resumePoint()
-      const started = await follower.start(resume?.state)
-      await resume?.release()
+      const resume = await this.boundedResumePoint()
+      const started = await follower.start(resume?.state).finally(() => resume?.release())
+      if (this.closed) throw new FST_SQLITE_BACKUP_CLOSED()
       this.follower = follower
       this.chain = started.chain
       if (started.continued) {
         log.info({ chain: started.chain }, 'sqlite backup: continuous backup resumes where it stopped')
-        this.basedChains.add(started.chain)
       } else {
-        this.newChain(started.chain, started.reason === undefined ? 'continuous backup starts' : `continuous backup cannot carry on the stored changes: ${started.reason}`)
+        this.newChain(started.chain, started.reason === undefined ? undefined : `continuous backup cannot carry on the stored changes: ${started.reason}`)
       }
     } catch (err) {
+      await follower?.close()
       this.lease.release()
+      if (this.closed) return
       log.error({ err }, 'sqlite backup: continuous backup could not start')
       throw err
     }
   }
 
-  private newChain (chain: string, reason: string): void {
+  /** A new chain: the first (no `reason`), or one after a break, which is worth a warning. */
+  private newChain (chain: string, reason: string | undefined): void {
     this.chain = chain
-    this.context.log.warn({ chain, reason }, 'sqlite backup: %s; a new chain of changes starts, with a base snapshot now', reason)
-    this.baseRun = this.context.needBase(reason).catch((err: Error) => {
+    if (reason === undefined) this.context.log.info({ chain }, 'sqlite backup: continuous backup starts a chain of changes, with a base snapshot now')
+    else this.context.log.warn({ chain, reason }, 'sqlite backup: %s; a new chain of changes starts, with a base snapshot now', reason)
+    this.baseRun = this.context.needBase().catch((err: Error) => {
       this.context.log.error({ err, chain }, 'sqlite backup: the base snapshot of a new chain failed; changes are shipped but cannot be restored until a snapshot succeeds')
       throw err
     })
     this.baseRun.catch(() => {})
+  }
+
+  /**
+   * The resume point, or none (a new chain) when the destinations cannot tell within RESUME_TIMEOUT: a server that
+   * never answers must hold neither the app's start nor the shipping of new changes.
+   */
+  private async boundedResumePoint (): Promise<Awaited<ReturnType<Shipper['resumePoint']>>> {
+    const finding = this.resumePoint()
+    try {
+      return await until(AbortSignal.any([AbortSignal.timeout(RESUME_TIMEOUT), this.context.closing]), finding)
+    } catch (err) {
+      // A download that arrives after all is not needed any more.
+      finding.then((late) => late?.release(), () => {}).catch(() => {})
+      this.context.log.warn({ err }, 'sqlite backup: could not read where the stored changes end; a new chain starts')
+      return undefined
+    }
   }
 
   /** The chain's last stored segment, when every destination agrees on it; the follower checks the WAL still holds it. */

@@ -6,6 +6,7 @@ import { snapshotDatabase } from '../snapshot'
 import { hashTask, quickCheckTask } from './file-checks'
 import { verifyBackupFile } from '../verify'
 import { copyBackup } from '../restore'
+import { proveChainTask } from '../continuous/chain-proof'
 import { lowerPriority } from './priority'
 
 const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) => Promise<unknown>> = {
@@ -13,7 +14,8 @@ const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) =>
   'quick-check': quickCheckTask,
   hash: hashTask,
   verify: verifyBackupFile,
-  copy: copyBackup
+  copy: copyBackup,
+  'prove-chain': proveChainTask
 }
 
 lowerPriority()
