@@ -28,7 +28,9 @@ await fastify.register(backup, {
   destination: join(dataDir, 'backups'),
   interval: '30s',
   runOnStart: true,
-  keep: 10
+  keep: 10,
+  // Every commit shipped within a second; restore --at any moment since the oldest kept backup.
+  continuous: true
 })
 
 // Simulated traffic: a new post every 200 ms, for as long as the app runs.
@@ -49,6 +51,8 @@ fastify.post('/posts', {
   }
 }, async (request, reply) => {
   const { lastInsertRowid } = insertPost.run(request.body.title, request.body.body ?? '')
+  // The client hears "created" only once the post is stored in the backups.
+  await fastify.backup.sync()
   return reply.code(201).send({ id: Number(lastInsertRowid) })
 })
 

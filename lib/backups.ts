@@ -152,8 +152,10 @@ export class Backups {
     if (this.schedule) {
       // Known from the start, so that status() tells at once whether this process backs up on its schedule.
       this.leases.tryLeadSchedule()
-      this.schedule.start(this.options.runOnStart ? 0 : this.options.interval)
-    } else if (this.options.runOnStart) {
+      // A new chain's base, already on its way, is the run at start.
+      const runNow = this.options.runOnStart && this.shipper?.awaitingBase !== true
+      this.schedule.start(runNow ? 0 : this.options.interval)
+    } else if (this.options.runOnStart && this.shipper?.awaitingBase !== true) {
       this.runOnceAtStart()
     }
   }

@@ -72,6 +72,11 @@ export class Shipper {
     this.progress = context.destinations.map((destination) => ({ destination, queue: [], stored: null, lastStoredAt: null, oldestBase: null, lastError: null }))
   }
 
+  /** A base snapshot of the current chain has been asked for and is not published yet. */
+  get awaitingBase (): boolean {
+    return this.baseRun !== undefined
+  }
+
   /** Whether this process ships (it holds the ship lease). */
   get shipping (): boolean {
     return this.follower !== undefined
