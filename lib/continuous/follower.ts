@@ -108,11 +108,16 @@ export class WalFollower {
     let result: TickResult
     try {
       result = this.readNew(now)
-    } finally {
-      this.endRead(previous)
-      this.held = next
+    } catch (err) {
+      // Nothing new was taken in: the older read lock stays, still guarding what was not read.
+      this.endRead(next)
+      throw err
     }
-    if (result.broke === undefined && this.walInUse > this.settings.walSizeLimit) this.checkpoint(now)
+    // A break reopened every connection, with a read lock of its own.
+    if (result.broke !== undefined) return result
+    this.endRead(previous)
+    this.held = next
+    if (this.walInUse > this.settings.walSizeLimit) this.checkpoint(now)
     return result
   }
 
@@ -280,13 +285,14 @@ export class WalFollower {
       throw err
     }
     try {
-      this.readNew(now)
+      // A break reopened every connection (this lock's included): nothing to checkpoint on this pass.
+      if (this.readNew(now).broke !== undefined) return
       const reader = this.held
       this.endRead(reader)
       this.checkpointer!.pragma('wal_checkpoint(PASSIVE)')
       if (!this.beginRead(reader)) throw new Error('could not take the read lock again after a checkpoint')
     } finally {
-      lock.exec('ROLLBACK')
+      if (lock.open && lock.inTransaction) lock.exec('ROLLBACK')
     }
   }
 

@@ -58,7 +58,8 @@ export class Shipper {
   private follower: FollowerThread | undefined
   private timer: NodeJS.Timeout | undefined
   private chain: string | undefined
-  /** The run taking the current chain's base snapshot, until it is published. */
+  /** The current chain has no base yet; `baseRun` is the run asked to take it, while it runs. */
+  private baseNeeded = false
   private baseRun: Promise<unknown> | undefined
   private walBytes = 0
   private closed = false
@@ -74,7 +75,7 @@ export class Shipper {
 
   /** A base snapshot of the current chain has been asked for and is not published yet. */
   get awaitingBase (): boolean {
-    return this.baseRun !== undefined
+    return this.baseNeeded
   }
 
   /** Whether this process ships (it holds the ship lease). */
@@ -94,10 +95,8 @@ export class Shipper {
     if (!this.shipping) await this.tryToShip()
     if (!this.shipping) throw new FST_SQLITE_BACKUP_SYNC_FAILED('every destination', 'another process sharing this database ships its changes (it holds the ship lease); call sync() there')
     const result = await this.queue.enqueue(false)
-    if (this.baseRun !== undefined) {
-      await this.baseRun
-      // The chain may have moved on meanwhile: the base is the chain's, and the pass stored its changes.
-    }
+    // Stored is not yet restorable while the chain has no base: wait for it (asked for again if it failed).
+    if (this.baseNeeded) await (this.baseRun ?? this.requestBase())
     return result
   }
 
@@ -124,7 +123,7 @@ export class Shipper {
   basePublished (metadata: BackupMetadata): void {
     const continuity = metadata.continuous
     if (continuity === undefined) return
-    if (continuity.chain === this.chain) this.baseRun = undefined
+    if (continuity.chain === this.chain) this.baseNeeded = false
     for (const item of this.progress) item.oldestBase ??= continuity.pinnedAt
   }
 
@@ -242,11 +241,24 @@ export class Shipper {
     this.chain = chain
     if (reason === undefined) this.context.log.info({ chain }, 'sqlite backup: continuous backup starts a chain of changes, with a base snapshot now')
     else this.context.log.warn({ chain, reason }, 'sqlite backup: %s; a new chain of changes starts, with a base snapshot now', reason)
-    this.baseRun = this.context.needBase().catch((err: Error) => {
+    this.baseNeeded = true
+    this.requestBase().catch(() => {})
+  }
+
+  /** The run that takes the current chain's base. If it fails, the next sync() (or scheduled run) asks again. */
+  private requestBase (): Promise<unknown> {
+    const chain = this.chain
+    const run = this.context.needBase().then(() => {
+      // The run was forced, so it published a base, of this chain unless it moved on meanwhile.
+      if (this.chain === chain) this.baseNeeded = false
+    }, (err: Error) => {
       this.context.log.error({ err, chain }, 'sqlite backup: the base snapshot of a new chain failed; changes are shipped but cannot be restored until a snapshot succeeds')
       throw err
+    }).finally(() => {
+      if (this.baseRun === run) this.baseRun = undefined
     })
-    this.baseRun.catch(() => {})
+    this.baseRun = run
+    return run
   }
 
   /**
