@@ -19,8 +19,10 @@ export const DEFAULT_KEEP = 24
 export const DEFAULT_TIMEOUT = 10 * 60_000
 export const DEFAULT_CLOSE_TIMEOUT = 10_000
 export const DEFAULT_SYNC_INTERVAL = 1000
-// Past this size the plugin checkpoints the WAL itself, so that SQLite starts it over (continuous backup only).
-export const DEFAULT_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+// Past this size the plugin checkpoints the WAL itself, so that SQLite starts it over (continuous backup only). About
+// SQLite's own automatic checkpoint (1000 pages of 4 KiB): a WAL kept longer makes every commit of every writer try a
+// checkpoint of its own.
+export const DEFAULT_WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 export interface ResolvedOptions {
   /** Absolute path of the database file; the plugin opens its own connections to it. */

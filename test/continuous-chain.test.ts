@@ -1,10 +1,11 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { readdirSync, renameSync, statSync, existsSync } from 'node:fs'
+import { readdirSync, renameSync, statSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { spawnSync, fork } from 'node:child_process'
 import { once } from 'node:events'
 import Database from 'better-sqlite3'
 import { buildApp, createDatabase, integrityCheck, count, delay, highestPair } from './helpers'
+import { leaseScope } from '../lib/leases'
 
 // Continuous backup where the chain is tested: processes taking over from each other, a file replaced under the
 // plugin, a steady writer in another process, retention, and the command-line tool.
@@ -161,4 +162,45 @@ t.test('the command-line tool lists the window and restores the latest state, or
   t.equal(at.status, 0, at.stderr)
   t.equal(JSON.parse(at.stdout).replayed.commits, 4)
   t.equal(count(join(dir, 'at.db'), 'log'), 4)
+})
+
+t.test('what a shipping process that died left behind is removed when shipping starts again', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const destination = join(dir, 'backups')
+  createDatabase(path, { rows: 5 }).close()
+  const scope = leaseScope(path, [destination])
+  mkdirSync(join(destination, 'wal', '20261201T000000000Z-0000abcd'), { recursive: true })
+  const leftovers = [
+    join(destination, `.spool-${scope}-20261201T000000000Z-0000abcd-3-12345.seg`),
+    join(destination, 'wal', '20261201T000000000Z-0000abcd', `.tmp-${scope}-12345-0badf00d.seg`)
+  ]
+  for (const file of leftovers) writeFileSync(file, 'half written')
+  const unrelated = join(destination, '.spool-0123456789abcdef-x.seg')
+  writeFileSync(unrelated, 'another database\'s')
+  await buildApp(t, { database: path, destination, continuous: true, interval: false })
+  t.same(leftovers.filter((file) => existsSync(file)), [], 'removed')
+  t.ok(existsSync(unrelated), 'another database\'s files are left alone')
+})
+
+t.test('two connections taking turns to start the WAL over do not break the chain', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const destination = join(dir, 'backups')
+  const one = createDatabase(path, { rows: 5 })
+  const other = new Database(path)
+  t.teardown(() => { one.close(); other.close() })
+  for (const db of [one, other]) db.pragma('busy_timeout = 5000')
+  const app = await buildApp(t, { database: path, destination, continuous: true, interval: false })
+  await app.backup.now()
+  // Each connection writes the header of the WAL it starts with its own checkpoint count: the count jumps around.
+  for (let round = 0; round < 6; round++) {
+    const db = round % 2 === 0 ? one : other
+    db.prepare('INSERT INTO pairs (n) VALUES (?)').run(round)
+    db.pragma('wal_checkpoint(TRUNCATE)')
+    await app.backup.sync()
+  }
+  t.equal(chains(destination).length, 1, 'one chain throughout')
+  const restored = await app.backup.restore('latest', { to: join(dir, 'restored.db') })
+  t.equal(count(restored.path, 'pairs'), 6)
 })

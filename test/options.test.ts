@@ -27,7 +27,7 @@ t.test('defaults and duration strings', async (t) => {
     continuous: false
   })
   t.equal(DEFAULT_INTERVAL, 600_000, 'ten minutes by default')
-  t.same(resolveOptions({ database, destination, continuous: true }).continuous, { syncInterval: 1000, walSizeLimit: 64 * 1024 * 1024 }, 'continuous: a second, 64 MiB')
+  t.same(resolveOptions({ database, destination, continuous: true }).continuous, { syncInterval: 1000, walSizeLimit: 4 * 1024 * 1024 }, 'continuous: a second, 4 MiB')
   t.same(resolveOptions({ database, destination, continuous: { syncInterval: '250ms', walSizeLimit: 4 << 20 } }).continuous, { syncInterval: 250, walSizeLimit: 4 << 20 })
   const custom = resolveOptions({ database, destination, interval: '1h', keep: 3, runOnStart: true, timeout: '30s', closeTimeout: 0 })
   t.equal(custom.interval, 3_600_000)

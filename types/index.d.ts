@@ -60,7 +60,7 @@ declare namespace fastifySqliteBackup {
   export interface ContinuousOptions {
     /** Longest time between a commit and its shipping to every destination. Default `'1s'`. */
     syncInterval?: Duration
-    /** WAL size past which the plugin checkpoints it itself, so that SQLite starts it over. Default 64 MiB. */
+    /** WAL size past which the plugin checkpoints it itself, so that SQLite starts it over. Default 4 MiB. */
     walSizeLimit?: number
   }
 

@@ -42,12 +42,16 @@ ${S3_USAGE}`,
   restore: `Usage: ${TOOL} restore <dir> [id | --at <time>] --to <path> [--force] [--json]
 
 Writes a backup to <path>, verified, in one atomic rename; removes the stale
--wal, -shm and -journal files of <path>. Stop the app first. Default backup:
-the newest one whose restore drill did not fail.
+-wal, -shm and -journal files of <path>. Stop the app first. Default: the
+newest state <dir> holds: the newest backup whose restore drill did not fail,
+plus, with continuous backup, every change stored after it. With an id, that
+backup alone.
 
   --to <path>   where to write the database (required)
-  --at <time>   the newest backup taken at or before <time>, e.g.
-                2025-01-14T09:30:00Z
+  --at <time>   the state as of <time>, e.g. 2025-01-14T09:30:00Z: with
+                continuous backup, every commit read by then replayed onto
+                the newest backup before it; else the newest backup taken at
+                or before <time>
   --force       replace an existing file at <path>
 
 The restored database is in rollback-journal mode; PRAGMA journal_mode = WAL

@@ -64,6 +64,8 @@ export class WalFollower {
   private segment: SegmentWriter | undefined
   private walSize = 0
   private pageSize = 0
+  /** No read lock was held for a while: what the WAL held then cannot be vouched for. */
+  private unguarded = false
 
   constructor (private readonly settings: FollowerSettings) {}
 
@@ -102,6 +104,7 @@ export class WalFollower {
   tick (now = Date.now()): TickResult {
     const identity = this.problemWithIdentity()
     if (identity !== undefined) return this.breakChain(identity)
+    if (this.unguarded) return this.breakChain('the follower held no read lock for a moment (it could not take one again after a checkpoint)')
     const previous = this.held
     const next = 1 - previous
     if (!this.beginRead(next)) return { commits: 0 }
@@ -220,6 +223,7 @@ export class WalFollower {
   private breakChain (reason: string): TickResult {
     this.close()
     this.open()
+    this.unguarded = false
     this.state = this.newChain(this.readHeader())
     return { commits: 0, broke: reason }
   }
@@ -236,13 +240,10 @@ export class WalFollower {
       if (header === undefined) return { commits: 0 }
       this.pageSize = header.pageSize
       if (!sameIncarnation(startOf(header), state.position)) {
-        // Started over. Nothing was lost only if it is the very next incarnation (checkpoint sequence + 1, salt-1 + 1):
-        // the read lock kept every older frame in place until it was read.
-        if (state.position.checkpointSeq === -1 || isNextIncarnation(state.position, header)) {
-          state.position = startOf(header)
-        } else {
-          return this.breakChain(`the WAL was started over more than once between two reads (checkpoint sequence ${state.position.checkpointSeq} → ${header.checkpointSeq})`)
-        }
+        // Started over, once at most since the last tick, and after every older frame was read: the read lock held
+        // since then allowed no more (the header itself cannot tell: a connection that never started the WAL over
+        // writes a new one with random salts and a checkpoint count of 0).
+        state.position = startOf(header)
       }
       for (;;) {
         const read = readCommits(fd, header, state.position, { maxBytes: READ_BATCH_BYTES })
@@ -290,7 +291,11 @@ export class WalFollower {
       const reader = this.held
       this.endRead(reader)
       this.checkpointer!.pragma('wal_checkpoint(PASSIVE)')
-      if (!this.beginRead(reader)) throw new Error('could not take the read lock again after a checkpoint')
+      if (!this.beginRead(reader)) {
+        // Frames may be reused before they are read from now on: the next tick starts a new chain.
+        this.unguarded = true
+        throw new Error('could not take the read lock again after a checkpoint')
+      }
     } finally {
       if (lock.open && lock.inTransaction) lock.exec('ROLLBACK')
     }
@@ -333,10 +338,6 @@ export class WalFollower {
     }
     return now === this.inode ? undefined : 'the database file was replaced by another file'
   }
-}
-
-function isNextIncarnation (position: WalPosition, header: WalHeader): boolean {
-  return header.checkpointSeq === position.checkpointSeq + 1 && header.salt1 === ((position.salt1 + 1) >>> 0)
 }
 
 /** Before the WAL has any header: the first one that appears starts the chain. */

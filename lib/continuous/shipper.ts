@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { readdir } from 'node:fs/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { BackupFailure, BackupMetadata, ContinuousStatus, SyncResult } from '../../types/index'
 import type { ContinuousSettings } from '../options'
@@ -209,6 +210,7 @@ export class Shipper {
     const { log, databasePath, spoolDirectory, scope, settings } = this.context
     let follower: FollowerThread | undefined
     try {
+      await this.removeLeftovers()
       follower = new FollowerThread({ databasePath, spoolDirectory, spoolPrefix: scope, walSizeLimit: settings.walSizeLimit }, TICK_MS, {
         onBreak: (reason, chain) => this.newChain(chain, reason),
         onFailure: (message, code) => {
@@ -290,6 +292,20 @@ export class Shipper {
     const source = this.progress[0].destination
     const copy = await source.segmentCopy(last, join(this.context.spoolDirectory, `.resume-${this.context.scope}-${process.pid}.seg`), this.context.closing)
     return { state: { path: copy.path }, release: () => copy.release() }
+  }
+
+  /**
+   * Removes what a shipping process that died left: its spool files, and temp files of segments being stored in
+   * local destinations. Only under the ship lease: then no other process is writing them.
+   */
+  private async removeLeftovers (): Promise<void> {
+    const { spoolDirectory, scope, log } = this.context
+    const ours = [`.spool-${scope}-`, `.resume-${scope}-`]
+    const spool = (await readdir(spoolDirectory).catch(() => [] as string[])).filter((name) => ours.some((prefix) => name.startsWith(prefix)))
+    for (const name of spool) await removeFile(join(spoolDirectory, name))
+    const stored: string[] = []
+    for (const { destination } of this.progress) stored.push(...await destination.removeSegmentLeftovers())
+    if (spool.length + stored.length > 0) log.info({ leftovers: [...spool, ...stored] }, 'sqlite backup: removed what an interrupted shipping of changes left')
   }
 
   /** Cuts what the follower read into a segment and stores every cut segment at every destination, in order. */

@@ -45,6 +45,8 @@ export interface Destination {
   /** A segment as a plain file on this machine, like localCopy. */
   segmentCopy (segment: SegmentRef, tempPath: string, signal: AbortSignal): Promise<LocalCopy>
   removeSegment (segment: SegmentRef): Promise<void>
+  /** Removes the temp files of segments whose storing was interrupted; call it holding the ship lease. */
+  removeSegmentLeftovers (): Promise<string[]>
   /** Releases its connections (at close): requests still in flight fail. */
   close (): void
 }

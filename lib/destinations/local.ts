@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rmdir, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
 import { join, dirname } from 'node:path'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
@@ -209,7 +209,23 @@ export class LocalDestination implements Destination {
   }
 
   async removeSegment (segment: SegmentRef): Promise<void> {
-    await removeFile(join(this.directory, segment.name))
+    const path = join(this.directory, segment.name)
+    await removeFile(path)
+    // The chain's directory goes with its last segment.
+    await rmdir(dirname(path)).catch(() => {})
+  }
+
+  async removeSegmentLeftovers (): Promise<string[]> {
+    const root = join(this.directory, 'wal')
+    const removed: string[] = []
+    for (const chain of await readdir(root).catch(() => [] as string[])) {
+      for (const name of await readdir(join(root, chain)).catch(() => [] as string[])) {
+        if (!name.startsWith(`.tmp-${this.scope}-`)) continue
+        await removeFile(join(root, chain, name))
+        removed.push(`wal/${chain}/${name}`)
+      }
+    }
+    return removed
   }
 
   /** Deletes a backup: its file first, so that an interrupted delete leaves only an orphan record. */

@@ -211,6 +211,11 @@ export class S3BucketDestination implements Destination {
     await this.deleteKey(segment.name)
   }
 
+  /** A segment's PutObject is all or nothing; an interrupted multipart upload is aborted by removeLeftovers(). */
+  async removeSegmentLeftovers (): Promise<string[]> {
+    return []
+  }
+
   /**
    * Downloads the backup into `tempPath`, decrypted and decompressed; the copy is removed when released. Objects
    * offsite are not trusted: the download stops with FST_SQLITE_BACKUP_VERIFY_FAILED (and leaves no file) as soon
