@@ -15,8 +15,8 @@ import { parseSegmentName, type SegmentRef } from '../continuous/chain'
 
 const BACKUP_FILE = idNamePattern(String.raw`\.sqlite`)
 const RECORD_FILE = idNamePattern(String.raw`\.json`)
-// Fast: a segment is compressed while it is shipped, every second.
-const SEGMENT_GZIP_LEVEL = 1
+// zlib's default: a second of changes compresses in a few milliseconds, in the thread pool.
+const SEGMENT_GZIP_LEVEL = 6
 // Temp files of earlier versions, named after their process id.
 const LEGACY_TEMP = /^\.tmp-(\d+)-/
 

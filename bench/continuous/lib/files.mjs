@@ -1,6 +1,6 @@
 // Small filesystem helpers: sizes, finding files, waiting for one to appear.
 import { readdirSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { isRunning } from './procs.mjs'
 
@@ -20,9 +20,12 @@ export function filesUnder (dir) {
   })
 }
 
-/** Bytes stored under `dir`, and how many files hold them. */
+/**
+ * Bytes stored under `dir`, and how many files hold them: backups only, not the working files a tool keeps beside
+ * them (names starting with a dot: temp files, lock files, the plugin's segment being filled).
+ */
 export function storedBytes (dir) {
-  const files = filesUnder(dir)
+  const files = filesUnder(dir).filter((path) => !basename(path).startsWith('.'))
   let bytes = 0
   for (const path of files) {
     try {
