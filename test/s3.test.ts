@@ -14,6 +14,7 @@ import { S3BucketDestination } from '../lib/destinations/s3'
 import { resolveS3, type S3Settings } from '../lib/destinations/s3-options'
 import { decryptStream } from '../lib/destinations/encryption'
 import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder, logCapture, type LogLine } from './helpers'
+import { continuousS3Tests } from './s3-continuous'
 import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
 
 const server = findS3Server()
@@ -22,6 +23,7 @@ if (!server) {
   t.pass('skipped: no S3 test server', { skip: SKIP_MESSAGE })
 } else {
   s3Tests(server)
+  continuousS3Tests(server)
 }
 
 function s3Tests (server: S3Server): void {

@@ -6,20 +6,13 @@ import { once } from 'node:events'
 import { S3Client } from '@aws-sdk/client-s3'
 import type { S3Destination as S3Options } from 'fastify-sqlite-backup'
 import { createDatabase, buildApp, count, integrityCheck, delay } from './helpers'
-import { findS3Server, SKIP_MESSAGE, newBucket, listKeys, gateway, type S3Server } from './s3-server'
+import { newBucket, listKeys, gateway, type S3Server } from './s3-server'
 
 // Continuous backup to a real S3-compatible server: segments compressed and encrypted like snapshots, no listing
-// per pass, a server that goes away and comes back without a hole in the chain.
+// per pass, a server that goes away and comes back without a hole in the chain. Run by test/s3.test.ts, in its
+// process: tests there stop the server's gateway, which must never happen under these.
 
-const server = findS3Server()
-if (!server) {
-  t.comment(SKIP_MESSAGE)
-  t.pass('skipped: no S3 test server', { skip: SKIP_MESSAGE })
-} else {
-  continuousS3Tests(server)
-}
-
-function continuousS3Tests (server: S3Server): void {
+export function continuousS3Tests (server: S3Server): void {
   const s3 = (bucket: string, extra: Partial<S3Options> = {}): S3Options => ({
     type: 's3',
     bucket,
