@@ -111,14 +111,26 @@ export class S3BucketDestination implements Destination {
   /** Uploads the file (compressed, maybe encrypted), then writes the record: the commit point. */
   async put (file: string, metadata: BackupMetadata, signal: AbortSignal): Promise<BackupMetadata> {
     await this.abortPendingUploads()
+    const { name, storedBytes, encrypted } = await this.upload(file, `${metadata.id}.sqlite`, 'upload the backup', signal)
+    const record: BackupMetadata = { ...metadata, file: name, compression: this.settings.compression, storedBytes }
+    if (encrypted) record.encryption = 'age'
+    await this.writeRecord(record)
+    return record
+  }
+
+  /**
+   * Uploads `file` as `name`, compressed and encrypted as configured (which add `.gz` and `.age` to the name);
+   * returns the stored name and size. S3 lists an object only once it is complete.
+   */
+  private async upload (file: string, name: string, action: string, signal: AbortSignal): Promise<{ name: string, storedBytes: number, encrypted: boolean }> {
     const gzip = this.settings.compression === 'gzip'
     const recipient = await this.recipient()
-    const name = `${metadata.id}.sqlite${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
-    const key = this.settings.prefix + name
-    let storedBytes: number
+    const stored = `${name}${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
+    const key = this.settings.prefix + stored
     try {
       const { bucket, partSize, queueSize, uploadTimeout } = this.settings
-      storedBytes = await uploadFile({ client: this.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
+      const storedBytes = await uploadFile({ client: this.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
+      return { name: stored, storedBytes, encrypted: recipient !== undefined }
     } catch (err) {
       if (!(err instanceof UploadFailed)) throw err
       if (err.started) {
@@ -128,12 +140,8 @@ export class S3BucketDestination implements Destination {
         if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
       }
       if (err.timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
-      throw this.describe('upload the backup', err.cause)
+      throw this.describe(action, err.cause)
     }
-    const record: BackupMetadata = { ...metadata, file: name, compression: this.settings.compression, storedBytes }
-    if (recipient) record.encryption = 'age'
-    await this.writeRecord(record)
-    return record
   }
 
   async updateMetadata (metadata: BackupMetadata): Promise<void> {
@@ -150,23 +158,9 @@ export class S3BucketDestination implements Destination {
     for (const name of names) await this.deleteKey(name)
   }
 
-  /** One PutObject (or multipart upload) of the segment: S3 lists an object only once it is complete. */
+  /** One PutObject (a multipart upload when large) of the segment. */
   async putSegment (file: string, name: string, signal: AbortSignal): Promise<void> {
-    const gzip = this.settings.compression === 'gzip'
-    const recipient = await this.recipient()
-    const key = `${this.settings.prefix}${name}${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
-    try {
-      const { bucket, partSize, queueSize, uploadTimeout } = this.settings
-      await uploadFile({ client: this.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
-    } catch (err) {
-      if (!(err instanceof UploadFailed)) throw err
-      if (err.started) {
-        this.pendingAborts.add(key)
-        if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
-      }
-      if (err.timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
-      throw this.describe('upload a segment', err.cause)
-    }
+    await this.upload(file, name, 'upload a segment', signal)
   }
 
   /** One ListObjectsV2 per 1000 segments. */
