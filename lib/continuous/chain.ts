@@ -14,7 +14,6 @@ export interface ChainState {
   position: WalPosition
 }
 
-const CHAIN = /^\d{8}T\d{9}Z-[0-9a-f]{8}$/
 // wal/<chain>/<index>-<first commit time>-<last commit time>.seg, then .gz / .age as stored.
 const SEGMENT_NAME = /^wal\/(\d{8}T\d{9}Z-[0-9a-f]{8})\/(\d{10})-(\d{13})-(\d{13})\.seg(\.gz)?(\.age)?$/
 
@@ -22,10 +21,6 @@ const SEGMENT_NAME = /^wal\/(\d{8}T\d{9}Z-[0-9a-f]{8})\/(\d{10})-(\d{13})-(\d{13
 export function newChainId (now = new Date()): string {
   const time = now.toISOString().replace(/[-:.]/g, '')
   return `${time}-${randomBytes(4).toString('hex')}`
-}
-
-export function isChainId (value: unknown): value is string {
-  return typeof value === 'string' && CHAIN.test(value)
 }
 
 /** A stored segment, as its name tells it: no request beyond the listing is needed to plan a restore. */

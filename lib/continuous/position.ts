@@ -14,11 +14,7 @@ export interface WalPosition {
   checksum: [number, number]
 }
 
-/** Whether two positions name the same place in the same incarnation of the WAL. */
-export function samePosition (a: WalPosition, b: WalPosition): boolean {
-  return sameIncarnation(a, b) && a.frame === b.frame && a.checksum[0] === b.checksum[0] && a.checksum[1] === b.checksum[1]
-}
-
+/** Whether two positions are in the same incarnation of the WAL. */
 export function sameIncarnation (a: WalPosition, b: WalPosition): boolean {
   return a.checkpointSeq === b.checkpointSeq && a.salt1 === b.salt1 && a.salt2 === b.salt2
 }
