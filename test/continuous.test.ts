@@ -1,6 +1,7 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { readdirSync, rmSync, existsSync } from 'node:fs'
+import { readdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { gunzipSync, gzipSync } from 'node:zlib'
 import Database from 'better-sqlite3'
 import { buildApp, createDatabase, integrityCheck, delay } from './helpers'
 
@@ -187,6 +188,25 @@ t.test('a missing segment is a hole: a restore past it is refused with a coded e
   t.notOk(existsSync(join(dir, 'latest.db')), 'nothing was written')
   const restored = await app.backup.restore({ at: before }, { to: join(dir, 'before.db') })
   t.same(rows(restored.path), upTo(3))
+})
+
+t.test('a damaged segment is refused like a missing one: a coded error, nothing written', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const destination = join(dir, 'backups')
+  const { db, write } = openLogged(path)
+  t.teardown(() => db.close())
+  const app = await buildApp(t, { database: db, destination, continuous: true, interval: false })
+  await app.backup.now()
+  write(4)
+  await app.backup.sync()
+  const [stored] = segments(destination)
+  // One bit flipped in the middle of the segment, stored again as a well-formed gzip file.
+  const plain = gunzipSync(readFileSync(stored))
+  plain[Math.floor(plain.length / 2)] ^= 0x01
+  writeFileSync(stored, gzipSync(plain))
+  await t.rejects(app.backup.restore('latest', { to: join(dir, 'latest.db') }), { code: 'FST_SQLITE_BACKUP_CHAIN_BROKEN', message: /corrupt/ })
+  t.notOk(existsSync(join(dir, 'latest.db')), 'nothing was written')
 })
 
 t.test('continuous backup needs a WAL database; sync() needs continuous backup', async (t) => {

@@ -1,7 +1,7 @@
 // Runs in a worker thread, on a restore's temp file: replays a chain's stored commits onto its base snapshot.
 import type { ShouldStop } from '../worker/protocol'
 import { TaskAborted, TaskFailure } from '../worker/protocol'
-import { readSegmentHeader, forEachCommit } from './segment'
+import { readSegmentHeader, forEachCommit, SegmentCorrupt } from './segment'
 import { Replay } from './replay'
 import type { ReplayRange } from './restore-plan'
 
@@ -66,6 +66,10 @@ export function replayChain (path: string, job: ReplayJob, shouldStop: ShouldSto
       throw new TaskFailure(`the changes stored end at commit ${applied} of chain ${range.chain}, before commit ${range.to}, which the snapshot may hold`, 'CHAIN_BROKEN')
     }
     replay.finish()
+  } catch (err) {
+    // A damaged segment is a hole in the chain like a missing one: refused, never applied in part.
+    if (err instanceof SegmentCorrupt) throw new TaskFailure(err.message, 'CHAIN_BROKEN')
+    throw err
   } finally {
     replay.close()
   }
