@@ -184,7 +184,7 @@ export class BackupRun {
 
   /**
    * With continuous backup, the drill also proves the chain: the previous base, with the changes stored since, must
-   * rebuild this one. A chain that does not is reported loudly, and a new chain (with this backup as its base) starts.
+   * rebuild this one. A chain that does not is reported loudly, and a new chain starts, with a base snapshot of its own.
    */
   private async proveChain (path: string, metadata: BackupMetadata): Promise<void> {
     const { shipper, options, log, publisher, closing, staging, inUse, notify } = this.context
@@ -209,7 +209,7 @@ export class BackupRun {
       return
     }
     const err = new FST_SQLITE_BACKUP_CHAIN_BROKEN(publisher.destinations[0].name, proof.problems.join('; '))
-    log.error({ err, backup: { id: metadata.id }, from: proof.from }, 'sqlite backup drill FAILED: the stored changes do not rebuild this backup; restores between the two replay nothing from that chain, and a new chain starts from this backup')
+    log.error({ err, backup: { id: metadata.id }, from: proof.from }, 'sqlite backup drill FAILED: the stored changes do not rebuild this backup; restores between the two replay nothing from that chain, and a new chain starts with a base of its own')
     notify('onError', err)
     await shipper.restartChain(`the drill of backup ${metadata.id} found that the stored changes do not rebuild it`)
   }
