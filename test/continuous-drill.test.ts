@@ -5,7 +5,8 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import Fastify from 'fastify'
 import backup from 'fastify-sqlite-backup'
 import { createDatabase, buildApp, count, delay, logCapture } from './helpers'
-import { SegmentWriter, forEachCommit, readSegmentHeader } from '../lib/continuous/segment'
+import { SegmentWriter } from '../lib/continuous/segment-writer'
+import { forEachCommit, readSegmentHeader } from '../lib/continuous/segment-reader'
 
 // With drills on, each new base proves the chain: the previous base, with the changes stored since, must rebuild it.
 

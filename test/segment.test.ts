@@ -4,17 +4,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import { closeSync, copyFileSync, existsSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import type { WalPosition } from '../lib/continuous/position'
-import {
-  FORMAT_VERSION,
-  SegmentCorrupt,
-  SegmentWriter,
-  forEachCommit,
-  readSegmentHeader,
-  verifySegment,
-  type SegmentCommit,
-  type SegmentHeader,
-  type SegmentSummary
-} from '../lib/continuous/segment'
+import { FORMAT_VERSION, SegmentCorrupt, type SegmentCommit, type SegmentHeader, type SegmentSummary } from '../lib/continuous/segment'
+import { SegmentWriter } from '../lib/continuous/segment-writer'
+import { forEachCommit, readSegmentHeader, verifySegment } from '../lib/continuous/segment-reader'
 import { Replay, applyCommit } from '../lib/continuous/replay'
 import { integrityCheck } from './helpers'
 
@@ -662,7 +654,7 @@ t.test('a failed write or flush ends the writer and the replay; what is left can
   const dir = t.testdir()
   const fs = await import('node:fs')
   const failing = (name: string): (() => never) => () => { throw Object.assign(new Error(`${name} failed`), { code: 'EIO' }) }
-  const segment = t.mockRequire<typeof import('../lib/continuous/segment')>('../lib/continuous/segment', {
+  const segment = t.mockRequire<typeof import('../lib/continuous/segment-writer')>('../lib/continuous/segment-writer', {
     'node:fs': { ...fs, writeSync: failing('write') }
   })
   const path = join(dir, 'a.seg')

@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { WalFollower, type FollowerSettings } from './follower'
 import { snapshotDatabase, type SnapshotJob } from '../snapshot'
 import { TaskAborted } from '../worker/protocol'
-import { verifySegment } from './segment'
+import { verifySegment } from './segment-reader'
 import type { ChainState } from './chain'
 import type { FollowerRequest, FollowerMessage, SnapshotContinuity } from './follower-protocol'
 

@@ -1,7 +1,8 @@
 // Runs in a worker thread, on a restore's temp file: replays a chain's stored commits onto its base snapshot.
 import type { ShouldStop } from '../worker/protocol'
 import { TaskAborted, TaskFailure } from '../worker/protocol'
-import { readSegmentHeader, forEachCommit, SegmentCorrupt } from './segment'
+import { SegmentCorrupt } from './segment'
+import { readSegmentHeader, forEachCommit } from './segment-reader'
 import { Replay } from './replay'
 import type { ReplayRange } from './restore-plan'
 

@@ -4,7 +4,8 @@
 
 import { closeSync, constants as fsConstants, fdatasyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs'
 import type { WalPosition } from './position'
-import { forEachCommit, type SegmentFrame } from './segment'
+import type { SegmentFrame } from './segment'
+import { forEachCommit } from './segment-reader'
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1')
 /** Bytes 18 and 19 of the database header: the file format write and read versions (1 rollback journal, 2 WAL). */
