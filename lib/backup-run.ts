@@ -104,7 +104,7 @@ export class BackupRun {
     } catch (err) {
       throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(staging.path, (err as Error).message, { cause: err })
     }
-    const snapshot = await takeSnapshot({ source: options.databasePath, tempPath }, { timeout: options.timeout, signal: closing }, this.context.shipper?.copier)
+    const snapshot = await takeSnapshot({ source: options.databasePath, tempPath, maxRate: options.maxRate }, { timeout: options.timeout, signal: closing }, this.context.shipper?.copier)
 
     // Same bytes as the newest backup, whichever process made it (e.g. the first run after a restart with no
     // commits since): keep just one.

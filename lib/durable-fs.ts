@@ -2,7 +2,7 @@ import { open, rename, unlink, mkdir, lstat, chmod } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 
 // O_EXCL refuses to follow or reuse anything already at the path (a planted symlink included).
-const CREATE_EXCLUSIVE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW
+export const CREATE_EXCLUSIVE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW
 
 /** Creates a new file with mode 0600 (backups hold all of the app's data), writes it and flushes it to disk. */
 export async function writeNewFile (path: string, data: string | Uint8Array): Promise<void> {

@@ -47,6 +47,8 @@ export interface ResolvedOptions {
   onError: FastifySqliteBackupOptions['onError']
   /** false: snapshots only. */
   continuous: false | ContinuousSettings
+  /** Bytes per second that backups write and delete on local disks; undefined: no limit. */
+  maxRate: number | undefined
 }
 
 /** Continuous backup: every committed change shipped within `syncInterval`. */
@@ -63,7 +65,7 @@ export interface DrillOptions {
 
 const KNOWN_OPTIONS = [
   'database', 'destination', 'interval', 'keep', 'runOnStart', 'timeout', 'closeTimeout',
-  'drill', 'restoreIfMissing', 'onBackup', 'onError', 'staging', 'continuous'
+  'drill', 'restoreIfMissing', 'onBackup', 'onError', 'staging', 'continuous', 'maxRate'
 ] as const
 // Fastify reads these from the same object as the plugin's own options (fastify.register(plugin, { logLevel })).
 const FASTIFY_REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
@@ -109,8 +111,24 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     restoreIfMissing,
     onBackup: optionalFunction('onBackup', opts.onBackup),
     onError: optionalFunction('onError', opts.onError),
-    continuous: continuousOption(opts.continuous)
+    continuous: continuousOption(opts.continuous),
+    maxRate: rateOption('maxRate', opts.maxRate)
   }
+}
+
+const MIN_RATE = 1024 * 1024
+const RATE_UNITS: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3 }
+const RATE = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)\s*(?:\/\s*s)?\s*$/i
+
+/** A rate in bytes per second: a number, or a string such as '50MB', '64 MiB/s'. */
+function rateOption (name: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined
+  const match = typeof value === 'string' ? RATE.exec(value) : null
+  const rate = typeof value === 'number' ? value : match ? Number(match[1]) * RATE_UNITS[match[2].toLowerCase()] : NaN
+  if (!Number.isFinite(rate) || rate < MIN_RATE) {
+    throw new FST_SQLITE_BACKUP_INVALID_OPTION(name, 'bytes per second, at least 1 MiB/s: a number, or a string such as \'50MB\' or \'64MiB/s\'')
+  }
+  return Math.floor(rate)
 }
 
 function continuousOption (value: unknown): false | ContinuousSettings {

@@ -1,54 +1,68 @@
-import { open } from 'node:fs/promises'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { open, truncate } from 'node:fs/promises'
+import { openSync, closeSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import type { Checksum } from './record'
 import { TaskAborted, TaskFailure, type ShouldStop } from './worker/protocol'
 import { runInWorker, type WorkerTaskOptions } from './worker/run-in-worker'
+import { hashFile, checkDatabaseFile } from './worker/file-checks'
 import { flushFile, removeFile } from './durable-fs'
+import { IoPace } from './io-pace'
+import { pinWithWal, closeWal, copyWalSnapshot, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
+import { beginReadTransaction, retryWhileBusy, LOCK_RETRY_MS } from './read-transaction'
 import { FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CORRUPT_DATABASE } from './errors'
 
 // 1024 pages (4 MiB at the default page size) per step: a few milliseconds of work between stop checks.
 const PAGES_PER_STEP = 1024
-// Short native waits for a lock keep the worker responsive to a stop; the run's timeout bounds the retries.
-const LOCK_RETRY_MS = 50
 const SOURCE_CACHE_KIB = 2048
 
 export interface SnapshotJob {
   source: string
   tempPath: string
+  /** Bytes per second the copy may write; undefined: no limit (it is still flushed in small steps). */
+  maxRate?: number
 }
 
-/** What the copy itself tells, read inside the snapshot. */
-export interface CopyInfo {
+/** What the copy itself tells, read inside the snapshot, and the checksum of what it wrote. */
+export interface CopyInfo extends Checksum {
+  /** How the pages were copied: as file bytes with the WAL laid over, or through SQLite's backup API. */
+  method: 'raw' | 'backup-api'
   pageSize: number
   pageCount: number
   journalMode: string
   sqliteVersion: string
 }
 
-export interface SnapshotInfo extends CopyInfo, Checksum {}
+export type SnapshotInfo = CopyInfo
+
+/** The copy and the check of the copy, in one worker thread. */
+interface CheckedCopy extends CopyInfo {
+  problems: string[]
+}
 
 /** Makes the copy somewhere else than in a worker of its own (continuous backup makes it in its follower thread). */
 export type SnapshotCopier<C extends CopyInfo> = (job: SnapshotJob, options: WorkerTaskOptions) => Promise<C>
 
 /**
- * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), checks it
- * with quick_check, hashes it and flushes it, in worker threads. The check and the hash read the copy at the same
- * time, each in its own thread. On any failure or stop the temp file is gone when the promise settles.
+ * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), hashed as
+ * it is written, flushed, then checked with quick_check, all in one worker thread (or the copy in `copy`'s thread
+ * and the check in a worker). On any failure or stop the temp file is gone when the promise settles.
  */
 export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, options: WorkerTaskOptions, copy?: SnapshotCopier<C>): Promise<SnapshotInfo & C> {
   const shared = { ...options, deadline: Date.now() + options.timeout }
   try {
-    const copied = copy ? await copy(job, shared) : await runInWorker<C>('snapshot', job, shared)
-    const [checked, hashed] = await Promise.allSettled([
-      runInWorker<string[]>('quick-check', { path: job.tempPath }, shared),
-      runInWorker<Checksum>('hash', { path: job.tempPath }, shared)
-    ])
-    if (checked.status === 'rejected') throw checked.reason
-    if (hashed.status === 'rejected') throw hashed.reason
-    if (checked.value.length > 0) throw new TaskFailure(`quick_check: ${checked.value.slice(0, 3).join('; ')}`, 'SQLITE_CORRUPT')
-    await flushFile(job.tempPath)
-    return { ...copied, ...hashed.value }
+    let copied: C
+    let problems: string[]
+    if (copy) {
+      copied = await copy(job, shared)
+      problems = await runInWorker<string[]>('quick-check', { path: job.tempPath }, shared)
+    } else {
+      const { problems: found, ...info } = await runInWorker<CheckedCopy>('snapshot', job, shared)
+      // Without a copier, C is CopyInfo itself.
+      copied = info as C
+      problems = found
+    }
+    if (problems.length > 0) throw new TaskFailure(`quick_check: ${problems.slice(0, 3).join('; ')}`, 'SQLITE_CORRUPT')
+    return copied
   } catch (err) {
     await removeTemp(job.tempPath)
     if (!(err instanceof TaskFailure)) throw err
@@ -62,14 +76,29 @@ export async function removeTemp (tempPath: string): Promise<void> {
   await removeFile(`${tempPath}-journal`)
 }
 
-/** The copy itself; runs in a worker thread, where blocking is free. */
+/** Worker task: the snapshot, then quick_check of the copy, without a second thread. */
+export async function snapshotTask (job: SnapshotJob, shouldStop: ShouldStop): Promise<CheckedCopy> {
+  const copied = await snapshotDatabase(job, shouldStop)
+  if (shouldStop()) throw new TaskAborted()
+  return { ...copied, problems: checkDatabaseFile(job.tempPath, 'quick_check') }
+}
+
+/**
+ * The copy itself, hashed and flushed; runs in a worker thread, where blocking is free. A WAL database is copied
+ * as file bytes with its WAL laid over (wal-snapshot.ts); a rollback-journal database, or a WAL snapshot the raw
+ * copy cannot prove, through SQLite's backup API, under the same read transaction.
+ */
 export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, onPinned?: () => void): Promise<CopyInfo> {
   // Read-write although it never writes: like any connection, it must be able to roll back the hot journal of a
   // writer that crashed mid-transaction, or the database could not be backed up until the app opens it again.
   const source = new Database(job.source, { fileMustExist: true })
+  let pinned: PinnedSnapshot | undefined
   try {
     source.pragma(`busy_timeout = ${LOCK_RETRY_MS}`)
-    await beginReadTransaction(source, shouldStop)
+    // A writer of a rollback-journal database may hold the file for a moment even for this: retried like a read.
+    const walMode = await retryWhileBusy(() => source.pragma('journal_mode', { simple: true }) === 'wal', source, shouldStop)
+    if (walMode) pinned = await pinWithWal(job.source, source, shouldStop)
+    else await beginReadTransaction(source, shouldStop)
     // The snapshot is fixed from here on: continuous backup notes where its WAL reading stands now.
     onPinned?.()
     // The copy streams through the page cache; a small cache keeps the worker's memory flat at any size.
@@ -80,37 +109,55 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
     const pageSize = source.pragma('page_size', { simple: true }) as number
     const pageCount = source.pragma('page_count', { simple: true }) as number
     const sqliteVersion = (source.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v
+    const info = { pageSize, pageCount, journalMode, sqliteVersion }
 
-    // The backup API normally restarts whenever another connection commits. Holding our own read transaction
-    // pins one snapshot (WAL) or one shared lock (rollback journal) for every step, so it never restarts and
-    // can still be stepped in small pieces and stopped between them.
-    await source.backup(job.tempPath, {
-      progress: () => {
-        if (shouldStop()) throw new TaskAborted()
-        return PAGES_PER_STEP
+    if (pinned !== undefined) {
+      try {
+        const checksum = await copyWalSnapshot({ tempPath: job.tempPath, pageSize, pageCount, snapshot: pinned, maxRate: job.maxRate }, shouldStop).catch(diskFull)
+        source.exec('COMMIT')
+        return { ...info, ...checksum, method: 'raw' }
+      } catch (err) {
+        if (!(err instanceof RawCopyUnproven)) throw err
+        // Rare (the WAL started over while none of it was needed): the same pinned snapshot, page by page.
+        await truncate(job.tempPath, 0)
       }
-    })
+    }
+    await copyWithBackupApi(source, job, pageSize, shouldStop)
     source.exec('COMMIT')
     await markRollbackJournal(job.tempPath)
-    return { pageSize, pageCount, journalMode, sqliteVersion }
+    const checksum = await hashFile(job.tempPath, shouldStop)
+    await flushFile(job.tempPath)
+    return { ...info, ...checksum, method: 'backup-api' }
   } finally {
+    closeWal(pinned)
     source.close()
   }
 }
 
-async function beginReadTransaction (db: Database.Database, shouldStop: ShouldStop): Promise<void> {
-  for (;;) {
-    if (shouldStop()) throw new TaskAborted()
-    try {
-      db.exec('BEGIN')
-      // A deferred transaction takes its read snapshot at the first read.
-      db.prepare('SELECT count(*) FROM sqlite_schema').get()
-      return
-    } catch (err) {
-      if (db.inTransaction) db.exec('ROLLBACK')
-      if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err
-      await sleep(LOCK_RETRY_MS)
-    }
+/** A full disk says so the way SQLite's own copy does (SQLITE_FULL), whichever way the copy was made. */
+function diskFull (err: NodeJS.ErrnoException): never {
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw new TaskFailure(`the disk is full: ${err.message}`, 'SQLITE_FULL')
+  throw err
+}
+
+/**
+ * SQLite's backup API copies the pinned snapshot page by page. It normally restarts whenever another connection
+ * commits; holding our own read transaction pins one snapshot (WAL) or one shared lock (rollback journal) for every
+ * step, so it never restarts and can still be stepped in small pieces and stopped between them.
+ */
+async function copyWithBackupApi (source: Database.Database, job: SnapshotJob, pageSize: number, shouldStop: ShouldStop): Promise<void> {
+  const pace = new IoPace(job.maxRate)
+  const target = openSync(job.tempPath, 'r')
+  try {
+    await source.backup(job.tempPath, {
+      progress: () => {
+        if (shouldStop()) throw new TaskAborted()
+        pace.wroteSync(target, PAGES_PER_STEP * pageSize)
+        return PAGES_PER_STEP
+      }
+    })
+  } finally {
+    closeSync(target)
   }
 }
 

@@ -24,11 +24,18 @@ t.test('defaults and duration strings', async (t) => {
     closeTimeout: DEFAULT_CLOSE_TIMEOUT,
     drill: false,
     restoreIfMissing: false,
-    continuous: false
+    continuous: false,
+    maxRate: undefined
   })
   t.equal(DEFAULT_INTERVAL, 600_000, 'ten minutes by default')
   t.same(resolveOptions({ database, destination, continuous: true }).continuous, { syncInterval: 1000, walSizeLimit: 4 * 1024 * 1024 }, 'continuous: a second, 4 MiB')
   t.same(resolveOptions({ database, destination, continuous: { syncInterval: '250ms', walSizeLimit: 4 << 20 } }).continuous, { syncInterval: 250, walSizeLimit: 4 << 20 })
+  const rate = (maxRate: unknown): number | undefined => resolveOptions({ database, destination, maxRate }).maxRate
+  t.equal(rate(50 * 1024 * 1024), 50 * 1024 * 1024, 'maxRate: bytes per second')
+  t.equal(rate('50MB'), 50_000_000, 'MB are decimal')
+  t.equal(rate('64 MiB/s'), 64 * 1024 * 1024, 'MiB binary, "/s" allowed')
+  t.equal(rate('1.5GiB'), 1.5 * 1024 ** 3)
+  t.equal(rate('2048kib'), 2 * 1024 * 1024, 'units in any case')
   const custom = resolveOptions({ database, destination, interval: '1h', keep: 3, runOnStart: true, timeout: '30s', closeTimeout: 0 })
   t.equal(custom.interval, 3_600_000)
   t.equal(custom.timeout, 30_000)
@@ -84,6 +91,9 @@ t.test('invalid options are rejected at registration with their code and leave n
     ['continuous is a string', { database, destination, continuous: 'yes' }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"continuous"/],
     ['continuous with an unknown field', { database, destination, continuous: { syncIntreval: '1s' } }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /continuous\.syncIntreval/],
     ['continuous sync interval of zero', { database, destination, continuous: { syncInterval: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /continuous\.syncInterval/],
+    ['maxRate below 1 MiB/s', { database, destination, maxRate: 1000 }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"maxRate".*bytes per second/],
+    ['maxRate in unknown units', { database, destination, maxRate: '50 MB/min' }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /'64MiB\/s'/],
+    ['maxRate of another type', { database, destination, maxRate: true }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"maxRate"/],
     ['continuous WAL limit below 1 MiB', { database, destination, continuous: { walSizeLimit: 1000 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /continuous\.walSizeLimit/],
     ['negative interval string', { database, destination, interval: '-5m' }, 'FST_SQLITE_BACKUP_INVALID_OPTION'],
     ['keep zero', { database, destination, keep: 0 }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"keep"/],

@@ -55,6 +55,12 @@ declare namespace fastifySqliteBackup {
      * kept snapshot. Snapshots, on `interval`, become the bases changes are replayed from. Default `false`.
      */
     continuous?: boolean | ContinuousOptions
+    /**
+     * The most bytes per second a backup writes to, or deletes from, a local disk: a number, or a string such as
+     * `'50MB'` or `'64MiB/s'` (at least 1 MiB/s). Lower means smoother latency for the app's own writes and longer
+     * backups. Default: no limit (writes are still flushed every 8 MiB).
+     */
+    maxRate?: number | string
   }
 
   export interface ContinuousOptions {

@@ -132,54 +132,115 @@ export function readCommits (fd: number, header: WalHeader, from: WalPosition, o
     throw new Error('the position at frame 0 does not carry the WAL header\'s checksum')
   }
   const maxBytes = options.maxBytes ?? Infinity
+  const commits: WalCommit[] = []
+  let position = from
+  let transaction: WalFrame[] = []
+  let bytes = 0
+  scanFrames(fd, header, from, (frame) => {
+    transaction.push({ pgno: frame.pgno, data: Buffer.from(frame.chunk.subarray(frame.at, frame.at + header.pageSize)) })
+    if (frame.dbSize === 0) return true
+    position = { ...start, frame: frame.frame, checksum: frame.checksum }
+    commits.push({ position, dbSize: frame.dbSize, frames: transaction })
+    bytes += transaction.length * header.pageSize
+    transaction = []
+    return bytes < maxBytes
+  })
+  return { commits, position }
+}
+
+/** Where the committed version of each page is in the WAL, up to `position`: enough to read a snapshot from it. */
+export interface WalIndex {
+  header: WalHeader
+  /** After the last commit indexed (the start when there is none). */
+  position: WalPosition
+  /** Database size in pages after that commit; undefined when the index holds no commit. */
+  dbSize: number | undefined
+  /** Page number → the frame (1-based) that holds its newest committed version. */
+  pages: Map<number, number>
+}
+
+/**
+ * Indexes the committed frames of the WAL whose header is `header`, from its start or, when `from` is an index of
+ * the same incarnation, from where that one ended (it is extended in place), up to frame `until` at most. Reads
+ * page numbers, not pages: a snapshot's frames are then read one by one as the copy reaches them (`readFramePage`).
+ */
+export function indexCommits (fd: number, header: WalHeader, from?: WalIndex, until = Infinity): WalIndex {
+  const start = startOf(header)
+  const index = from !== undefined && sameIncarnation(from.position, start)
+    ? from
+    : { header, position: start, dbSize: undefined, pages: new Map<number, number>() }
+  let transaction: Array<[number, number]> = []
+  scanFrames(fd, header, index.position, (frame) => {
+    transaction.push([frame.pgno, frame.frame])
+    if (frame.dbSize !== 0) {
+      for (const [pgno, at] of transaction) index.pages.set(pgno, at)
+      transaction = []
+      index.position = { ...start, frame: frame.frame, checksum: frame.checksum }
+      index.dbSize = frame.dbSize
+    }
+    return frame.frame < until
+  })
+  return index
+}
+
+/**
+ * Reads the page of frame `frame` into `target` at `offset` and returns true, or returns false when that frame no
+ * longer carries the salts of `header`'s incarnation (SQLite started the WAL over and wrote it again).
+ */
+export function readFramePage (fd: number, header: WalHeader, frame: number, target: Buffer, offset: number): boolean {
+  const frameSize = header.pageSize + FRAME_HEADER_SIZE
+  const frameHeader = Buffer.alloc(FRAME_HEADER_SIZE)
+  const at = frameOffset(frame, frameSize)
+  if (readFully(fd, frameHeader, FRAME_HEADER_SIZE, at) < FRAME_HEADER_SIZE) return false
+  if (frameHeader.readUInt32BE(8) !== header.salt1 || frameHeader.readUInt32BE(12) !== header.salt2) return false
+  if (readFully(fd, target.subarray(offset, offset + header.pageSize), header.pageSize, at + FRAME_HEADER_SIZE) < header.pageSize) return false
+  // Salts are checked again after the page: SQLite writes a frame's header before its page, so a frame rewritten
+  // while its page was read shows new salts by now.
+  readFully(fd, frameHeader, FRAME_HEADER_SIZE, at)
+  return frameHeader.readUInt32BE(8) === header.salt1 && frameHeader.readUInt32BE(12) === header.salt2
+}
+
+interface ScannedFrame {
+  pgno: number
+  /** The database size for a commit frame, else 0. */
+  dbSize: number
+  /** 1-based number of the frame in its incarnation. */
+  frame: number
+  /** The running checksum after it. */
+  checksum: [number, number]
+  /** The page is chunk[at, at + pageSize): valid during the visit only. */
+  chunk: Buffer
+  at: number
+}
+
+/**
+ * Visits the valid frames after `from` in order, until an invalid frame, the end of the file, or a visit that
+ * returns false. A partial frame at the end is one being written (or torn): a later call reads it whole.
+ */
+function scanFrames (fd: number, header: WalHeader, from: WalPosition, visit: (frame: ScannedFrame) => boolean): void {
   const { pageSize, salt1, salt2, bigEndianChecksums } = header
   const frameSize = pageSize + FRAME_HEADER_SIZE
   const framesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / frameSize))
   const chunk = Buffer.allocUnsafe(framesPerChunk * frameSize)
-
-  const commits: WalCommit[] = []
-  let position = from
   let frame = from.frame
   let checksum = from.checksum
-  let transaction: WalFrame[] = []
-  let bytes = 0
   let offset = frameOffset(frame + 1, frameSize)
-  let more = true
-  while (more) {
+  for (;;) {
     const got = readFully(fd, chunk, chunk.length, offset)
-    // A partial frame at the end is one being written (or torn): it is read again, whole, by a later call.
     const whole = Math.floor(got / frameSize)
-    more = whole === framesPerChunk
     for (let at = 0; at < whole * frameSize; at += frameSize) {
       const pgno = chunk.readUInt32BE(at)
-      const dbSize = chunk.readUInt32BE(at + 4)
       // SQLite's own recovery also rejects page number 0 (walDecodeFrame), before it looks at the checksum.
-      if (pgno === 0 || chunk.readUInt32BE(at + 8) !== salt1 || chunk.readUInt32BE(at + 12) !== salt2) {
-        more = false
-        break
-      }
+      if (pgno === 0 || chunk.readUInt32BE(at + 8) !== salt1 || chunk.readUInt32BE(at + 12) !== salt2) return
       const next = walChecksum(chunk, at + FRAME_HEADER_SIZE, at + frameSize, walChecksum(chunk, at, at + 8, checksum, bigEndianChecksums), bigEndianChecksums)
-      if (next[0] !== chunk.readUInt32BE(at + 16) || next[1] !== chunk.readUInt32BE(at + 20)) {
-        more = false
-        break
-      }
+      if (next[0] !== chunk.readUInt32BE(at + 16) || next[1] !== chunk.readUInt32BE(at + 20)) return
       checksum = next
       frame++
-      transaction.push({ pgno, data: Buffer.from(chunk.subarray(at + FRAME_HEADER_SIZE, at + frameSize)) })
-      if (dbSize !== 0) {
-        position = { ...start, frame, checksum }
-        commits.push({ position, dbSize, frames: transaction })
-        bytes += transaction.length * pageSize
-        transaction = []
-        if (bytes >= maxBytes) {
-          more = false
-          break
-        }
-      }
+      if (!visit({ pgno, dbSize: chunk.readUInt32BE(at + 4), frame, checksum, chunk, at: at + FRAME_HEADER_SIZE })) return
     }
+    if (whole < framesPerChunk) return
     offset += whole * frameSize
   }
-  return { commits, position }
 }
 
 /**

@@ -2,17 +2,16 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import type { TaskRequest, TaskReply, ShouldStop } from './protocol'
 import { TaskAborted } from './protocol'
-import { snapshotDatabase } from '../snapshot'
-import { hashTask, quickCheckTask } from './file-checks'
+import { snapshotTask } from '../snapshot'
+import { quickCheckTask } from './file-checks'
 import { verifyBackupFile } from '../verify'
 import { copyBackup } from '../restore'
 import { proveChainTask } from '../continuous/chain-proof'
 import { lowerPriority } from './priority'
 
 const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) => Promise<unknown>> = {
-  snapshot: snapshotDatabase,
+  snapshot: snapshotTask,
   'quick-check': quickCheckTask,
-  hash: hashTask,
   verify: verifyBackupFile,
   copy: copyBackup,
   'prove-chain': proveChainTask

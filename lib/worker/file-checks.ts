@@ -27,11 +27,6 @@ export async function hashFile (path: string, shouldStop: ShouldStop): Promise<C
   return { sha256: hash.digest('hex'), bytes }
 }
 
-/** Worker task: `hashFile` of `job.path`. */
-export async function hashTask (job: { path: string }, shouldStop: ShouldStop): Promise<Checksum> {
-  return await hashFile(job.path, shouldStop)
-}
-
 /** Worker task: the problems `PRAGMA quick_check` finds in `job.path`. */
 export async function quickCheckTask (job: { path: string }): Promise<string[]> {
   return checkDatabaseFile(job.path, 'quick_check')

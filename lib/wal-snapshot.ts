@@ -1,0 +1,210 @@
+// The copy of a WAL database's snapshot as plain file I/O: the database file's bytes, with the pages the WAL holds
+// for that snapshot laid over them, written once, hashed on the way and flushed in small steps. It is what SQLite's
+// own checkpoint would leave in the database file, so the copy costs about what copying the file costs, where
+// SQLite's backup API (a page at a time through two pagers) costs about three times as much.
+//
+// Why the result is exactly the snapshot, while others write and checkpoint (the wal-index is the -shm file, as
+// https://www.sqlite.org/walformat.html describes it):
+// - A read transaction pins the snapshot: every commit up to frame mxFrame of the WAL, none after. Which mxFrame is
+//   read from the wal-index header just before and just after the transaction begins: when both reads are the
+//   same header (its change counter included), no commit came between, and the snapshot is that header's. No lock
+//   is taken from anyone.
+// - While the read transaction lasts, a checkpoint copies into the database file only frames up to mxFrame (never
+//   past the oldest reader), and the WAL cannot be started over while a reader needs any of its frames. So each
+//   page of the file is either the snapshot's version or an older one that a frame up to mxFrame replaces.
+// - When every frame was already in the database file (nBackfill == mxFrame), the reader needs none: the file alone
+//   is the snapshot, and SQLite lets no checkpoint write to it while such a reader lasts (though the WAL may start
+//   over). Should the WAL start over under a copy that reads it anyway, its frames show other salts: the copy says
+//   it cannot prove the result, and the caller copies the same pinned snapshot through the backup API.
+import { openSync, closeSync, readSync, writeSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { endianness } from 'node:os'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import type Database from 'better-sqlite3'
+import type { Checksum } from './record'
+import { readWalHeader, indexCommits, readFramePage, type WalIndex } from './continuous/wal-file'
+import { IoPace } from './io-pace'
+import { borrowDescriptor } from './borrowed-descriptors'
+import { beginReadTransaction, retryWhileBusy } from './read-transaction'
+import { TaskAborted, type ShouldStop } from './worker/protocol'
+
+// 1 MiB per read and write: few system calls, one small buffer for a file of any size.
+const CHUNK_BYTES = 1024 * 1024
+// Tries at reading the same wal-index header around the start of the read transaction; each lasts microseconds,
+// so only a writer committing without pause makes them all miss (the backup API then copies instead).
+const PIN_ATTEMPTS = 50
+
+// The wal-index: two copies of a 48-byte header (isInit at 12, mxFrame at 16, the WAL's salts at 32 as in the WAL
+// header), then the checkpoint information (nBackfill at 96). Numbers in the machine's byte order.
+const SHM_HEADER_BYTES = 48
+const SHM_IS_INIT = 12
+const SHM_MX_FRAME = 16
+const SHM_SALTS = 32
+const SHM_N_BACKFILL = 96
+const WAL_HEADER_SALTS = 16
+
+/** The raw copy could not show that its result is the snapshot; the caller copies it another way. */
+export class RawCopyUnproven extends Error {}
+
+/** The WAL's part of a pinned snapshot: where each page's version is, up to the snapshot's last commit. */
+export interface PinnedWal {
+  fd: number
+  index: WalIndex
+}
+
+/** A snapshot pinned with exactly what the raw copy needs to read it. */
+export interface PinnedSnapshot {
+  /** SQLite's own descriptor of the database file (see borrowed-descriptors.ts): read, never closed. */
+  database: number
+  /** Undefined when the database file alone holds the snapshot. */
+  wal: PinnedWal | undefined
+}
+
+/**
+ * Begins a read transaction on `source` (always, whatever it returns) and, when it can tell exactly which commit the
+ * snapshot ends with, returns what the raw copy needs; undefined otherwise (no /proc, a writer that never pauses, a
+ * WAL whose header is not the wal-index's), and the caller copies the snapshot through the backup API.
+ */
+export async function pinWithWal (databasePath: string, source: Database.Database, shouldStop: ShouldStop): Promise<PinnedSnapshot | undefined> {
+  // SQLite maps the wal-index, and keeps its descriptor, from the connection's first read to its close.
+  await retryWhileBusy(() => source.pragma('schema_version'), source, shouldStop)
+  const shm = borrowDescriptor(`${databasePath}-shm`)
+  let header: Buffer | undefined
+  for (let attempt = 0; attempt < PIN_ATTEMPTS; attempt++) {
+    const before = shm === undefined ? undefined : walIndexHeader(shm)
+    await beginReadTransaction(source, shouldStop)
+    if (before === undefined) return undefined
+    const after = walIndexHeader(shm!)
+    if (after?.equals(before)) {
+      header = after
+      break
+    }
+    source.exec('ROLLBACK')
+    await yieldToLoop()
+  }
+  if (header === undefined) {
+    await beginReadTransaction(source, shouldStop)
+    return undefined
+  }
+  // Borrowed inside the transaction: its lock keeps every descriptor of the file open until it ends.
+  const database = borrowDescriptor(databasePath)
+  if (database === undefined) return undefined
+  const read = endianness() === 'LE' ? (at: number) => header.readUInt32LE(at) : (at: number) => header.readUInt32BE(at)
+  const mxFrame = read(SHM_MX_FRAME)
+  if (mxFrame === 0 || nBackfill(shm!) === mxFrame) return { database, wal: undefined }
+
+  let fd: number
+  try {
+    fd = openSync(`${databasePath}-wal`, 'r')
+  } catch {
+    return undefined
+  }
+  const walHeader = readWalHeader(fd)
+  const salts = Buffer.alloc(8)
+  readFully(fd, salts, 8, WAL_HEADER_SALTS)
+  if (walHeader === undefined || !salts.equals(header.subarray(SHM_SALTS, SHM_SALTS + 8))) {
+    closeSync(fd)
+    return undefined
+  }
+  const index = indexCommits(fd, walHeader, undefined, mxFrame)
+  if (index.position.frame !== mxFrame) {
+    closeSync(fd)
+    return undefined
+  }
+  return { database, wal: { fd, index } }
+}
+
+/** The wal-index header, when its two copies agree and it is initialised; undefined otherwise. */
+function walIndexHeader (shm: number): Buffer | undefined {
+  const both = Buffer.alloc(2 * SHM_HEADER_BYTES)
+  if (readFully(shm, both, both.length, 0) < both.length) return undefined
+  const first = both.subarray(0, SHM_HEADER_BYTES)
+  if (first[SHM_IS_INIT] !== 1 || !first.equals(both.subarray(SHM_HEADER_BYTES))) return undefined
+  return first
+}
+
+function nBackfill (shm: number): number {
+  const buffer = Buffer.alloc(4)
+  readFully(shm, buffer, 4, SHM_N_BACKFILL)
+  return endianness() === 'LE' ? buffer.readUInt32LE(0) : buffer.readUInt32BE(0)
+}
+
+/** SQLite takes no lock on the -wal file, so its descriptor may be closed (unlike the database's and the -shm's). */
+export function closeWal (snapshot: PinnedSnapshot | undefined): void {
+  if (snapshot?.wal !== undefined) closeSync(snapshot.wal.fd)
+}
+
+export interface RawCopyJob {
+  /** An empty file, created by the caller. */
+  tempPath: string
+  pageSize: number
+  /** The snapshot's size in pages (PRAGMA page_count inside it). */
+  pageCount: number
+  snapshot: PinnedSnapshot
+  /** Bytes per second; undefined: as fast as the disk goes (still flushed in small steps). */
+  maxRate: number | undefined
+}
+
+/**
+ * Copies the pinned snapshot into `tempPath`, marked as a rollback-journal database (a single file), hashed as it
+ * is written and flushed. Must run while the source's read transaction pins the snapshot. Throws RawCopyUnproven
+ * when the WAL no longer holds a frame the snapshot needs, TaskAborted when asked to stop.
+ */
+export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop): Promise<Checksum> {
+  const { pageSize, pageCount, snapshot: { database: source, wal } } = job
+  const index = wal?.index
+  if (index?.dbSize !== undefined) {
+    if (index.header.pageSize !== pageSize) throw new RawCopyUnproven(`the WAL's page size (${index.header.pageSize}) is not the database's (${pageSize})`)
+    if (index.dbSize !== pageCount) throw new RawCopyUnproven(`the WAL's last commit has ${index.dbSize} pages, the snapshot ${pageCount}`)
+  }
+  const pagesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / pageSize))
+  const buffer = Buffer.allocUnsafe(pagesPerChunk * pageSize)
+  const hash = createHash('sha256')
+  const pace = new IoPace(job.maxRate)
+  const target = openSync(job.tempPath, 'r+')
+  try {
+    for (let first = 1; first <= pageCount; first += pagesPerChunk) {
+      if (shouldStop()) throw new TaskAborted()
+      const pages = Math.min(pagesPerChunk, pageCount - first + 1)
+      const length = pages * pageSize
+      const offset = (first - 1) * pageSize
+      // Pages past the end of the file exist only in the WAL (the database grew since the last checkpoint).
+      const inFile = Math.floor(readFully(source, buffer, length, offset) / pageSize)
+      for (let i = 0; i < pages; i++) {
+        const frame = index?.pages.get(first + i)
+        if (frame !== undefined) {
+          if (!readFramePage(wal!.fd, index!.header, frame, buffer, i * pageSize)) throw new RawCopyUnproven('the WAL was started over during the copy')
+        } else if (i >= inFile) {
+          throw new RawCopyUnproven(`page ${first + i} is neither in the database file nor in the WAL`)
+        }
+      }
+      // Bytes 18-19 say "WAL" (2); a backup is a single file, so it says "rollback journal" (1) and opens anywhere.
+      if (first === 1 && (buffer[18] === 2 || buffer[19] === 2)) buffer.fill(1, 18, 20)
+      hash.update(buffer.subarray(0, length))
+      writeFully(target, buffer, length, offset)
+      await pace.wrote(target, length)
+      // Lets the thread's other work run between chunks (the abort message; continuous backup's ticks).
+      await yieldToLoop()
+    }
+    await pace.flush(target)
+  } finally {
+    closeSync(target)
+  }
+  return { sha256: hash.digest('hex'), bytes: pageCount * pageSize }
+}
+
+/** Reads up to `length` bytes at `position`; fewer only at end of file. */
+function readFully (fd: number, buffer: Buffer, length: number, position: number): number {
+  let done = 0
+  while (done < length) {
+    const read = readSync(fd, buffer, done, length - done, position + done)
+    if (read === 0) break
+    done += read
+  }
+  return done
+}
+
+function writeFully (fd: number, buffer: Buffer, length: number, position: number): void {
+  let done = 0
+  while (done < length) done += writeSync(fd, buffer, done, length - done, position + done)
+}
