@@ -63,8 +63,8 @@ export class Backups {
     this.notify = createNotify(options, log)
     const closing = this.closing.signal
     const scope = leaseScope(options.databasePath, options.destinations.map(destinationName))
-    this.publisher = new Publisher(options.destinations, { scope, keep: options.keep, inUse: this.inUse, log, notify: this.notify, closing })
-    this.staging = new Staging(options.stagingDirectory, scope, this.publisher.primary)
+    this.publisher = new Publisher(options.destinations, { scope, keep: options.keep, inUse: this.inUse, log, notify: this.notify, closing, maxRate: options.maxRate })
+    this.staging = new Staging(options.stagingDirectory, scope, this.publisher.primary, { maxRate: options.maxRate, signal: closing })
     this.leases = new Leases(options.stagingDirectory, scope, log)
     if (options.continuous) {
       this.shipper = new Shipper({

@@ -9,7 +9,7 @@ import type { Notify } from './hooks'
 import { backupsToDelete } from './retention'
 import { withRetry } from './retry'
 import { until } from './operations'
-import { removeTemp } from './snapshot'
+import { removeGradually } from './io-pace'
 import { isPluginError, isTransportError, FST_SQLITE_BACKUP_PUBLISH_FAILED, FST_SQLITE_BACKUP_INVALID_DESTINATION } from './errors'
 
 // The longest a destination's check at registration may take before it counts as unreachable.
@@ -41,6 +41,8 @@ export interface PublisherContext {
   notify: Notify
   /** Aborted when the app closes: stops uploads and the waits between retries. */
   closing: AbortSignal
+  /** The `maxRate` option: bytes per second written to and deleted from local disks. */
+  maxRate: number | undefined
 }
 
 export interface Published {
@@ -63,7 +65,7 @@ export class Publisher {
 
   constructor (settings: DestinationSettings[], private readonly context: PublisherContext) {
     this.tracked = settings.map((item) => ({
-      destination: createDestination(item, context.scope),
+      destination: createDestination(item, context.scope, { maxRate: context.maxRate, signal: context.closing }),
       attempts: item.type === 's3' ? item.attempts : 1,
       lastSuccessAt: null,
       lastError: null,
@@ -195,7 +197,7 @@ export class Publisher {
         this.context.notify('onError', error)
       }
     } finally {
-      if (!this.primary) await removeTemp(tempPath)
+      if (!this.primary) await removeGradually(tempPath, { maxRate: this.context.maxRate, signal: this.context.closing })
     }
     const [first] = this.tracked
     const [storedAt, stored] = records.has(first) ? [first, records.get(first)!] : [...records][0]
@@ -220,6 +222,10 @@ export class Publisher {
         // What stays is what was listed minus what was deleted: no second listing (a request per record offsite).
         item.kept = keptOf(backups.filter((backup) => !deleted.has(backup.id)))
       } catch (err) {
+        if (this.context.closing.aborted) {
+          this.context.log.info({ destination: destination.name }, 'sqlite backup: retention was interrupted by close; the next backup finishes it')
+          continue
+        }
         this.context.log.error({ err, destination: destination.name }, 'sqlite backup: could not delete old backups; they will be retried after the next backup')
       }
     }

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { LocalDestination } from './destinations/local'
 import { ensurePrivateDirectory, removeFile } from './durable-fs'
 import { isProcessAlive } from './process-alive'
+import type { DiskPace } from './io-pace'
 
 // A download's owner: this host and boot (containers sharing a volume have their own host names and reuse process
 // ids, so a process id alone says nothing), then the process id.
@@ -21,8 +22,8 @@ export class Staging {
   /** The directory as a destination: its temp names and leftover cleanup are the same. */
   readonly destination: LocalDestination
 
-  constructor (path: string, scope: string, readonly primary: LocalDestination | undefined) {
-    this.destination = primary ?? new LocalDestination(path, scope)
+  constructor (path: string, scope: string, readonly primary: LocalDestination | undefined, disk?: DiskPace) {
+    this.destination = primary ?? new LocalDestination(path, scope, disk)
   }
 
   get path (): string {

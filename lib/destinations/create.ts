@@ -3,15 +3,19 @@ import { s3Url, type S3Settings } from './s3-options'
 import { LocalDestination } from './local'
 import { FST_SQLITE_BACKUP_MISSING_DEPENDENCY } from '../errors'
 import { missingPackage } from '../optional-dependency'
+import type { DiskPace } from '../io-pace'
 
 export type DestinationSettings = { type: 'local', directory: string } | S3Settings
 
 // Installed by users who back up to S3 only: a local-only install loads none of it.
 const S3_PACKAGES = ['@aws-sdk/client-s3', '@aws-sdk/lib-storage']
 
-/** The implementation of one configured destination; `scope` names the runs that write to it (see leases.ts). */
-export function createDestination (settings: DestinationSettings, scope?: string): Destination {
-  if (settings.type === 'local') return new LocalDestination(settings.directory, scope)
+/**
+ * The implementation of one configured destination; `scope` names the runs that write to it (see leases.ts), `disk`
+ * paces a local one's big writes and deletions.
+ */
+export function createDestination (settings: DestinationSettings, scope?: string, disk?: DiskPace): Destination {
+  if (settings.type === 'local') return new LocalDestination(settings.directory, scope, disk)
   const { S3BucketDestination } = loadS3()
   return new S3BucketDestination(settings)
 }

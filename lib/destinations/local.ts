@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rmdir, chmod, copyFile, constants as fsConstants } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rmdir, chmod } from 'node:fs/promises'
 import { join, dirname } from 'node:path'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
@@ -10,6 +10,7 @@ import { checkBackupId, idNamePattern } from '../backup-id'
 import { uncompressedRecord } from '../record'
 import { isProcessAlive } from '../process-alive'
 import { FST_SQLITE_BACKUP_NOT_FOUND } from '../errors'
+import { copyGradually, removeGradually, type DiskPace } from '../io-pace'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
 import { parseSegmentName, type SegmentRef } from '../continuous/chain'
 
@@ -27,9 +28,9 @@ export class LocalDestination implements Destination {
 
   /**
    * `scope` names the runs whose temp files this writes (see leases.ts): they are made only under that scope's run
-   * lease, so whoever holds it may remove them.
+   * lease, so whoever holds it may remove them. `disk` paces the big writes and deletions (the `maxRate` option).
    */
-  constructor (directory: string, private readonly scope = 'run') {
+  constructor (directory: string, private readonly scope = 'run', private readonly disk: DiskPace = {}) {
     this.directory = directory
   }
 
@@ -59,11 +60,10 @@ export class LocalDestination implements Destination {
     const temp = this.tempPath(metadata.id, 'sqlite')
     const record = uncompressedRecord(metadata)
     try {
-      await copyFile(file, temp, fsConstants.COPYFILE_EXCL)
-      await flushFile(temp)
+      await copyGradually(file, temp, this.disk)
       await this.publish(temp, record)
     } finally {
-      await removeFile(temp)
+      await removeGradually(temp, this.disk)
     }
     return record
   }
@@ -228,10 +228,20 @@ export class LocalDestination implements Destination {
     return removed
   }
 
-  /** Deletes a backup: its file first, so that an interrupted delete leaves only an orphan record. */
+  /**
+   * Deletes a backup. Its file is first renamed to a temp name, so that it stops being a backup at once (a crash
+   * leaves only leftovers, removed by the next run, never a half-deleted backup); then its record goes; then the
+   * file, gradually (see removeGradually).
+   */
   async remove (id: string): Promise<void> {
-    await removeFile(this.backupPath(id))
+    const doomed = this.tempPath(id, 'deleting')
+    try {
+      await rename(this.backupPath(id), doomed)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
     await removeFile(this.metadataPath(id))
+    await removeGradually(doomed, this.disk)
   }
 
   /**
@@ -250,7 +260,7 @@ export class LocalDestination implements Destination {
       const record = RECORD_FILE.exec(name)
       return record !== null && !published.has(`${record[1]}.sqlite`)
     })
-    for (const name of leftovers) await removeFile(join(this.directory, name))
+    for (const name of leftovers) await removeGradually(join(this.directory, name), this.disk)
     if (leftovers.length > 0) await syncDirectory(this.directory)
     return leftovers
   }
