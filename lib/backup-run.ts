@@ -8,6 +8,7 @@ import type { BackupsInUse } from './in-use'
 import type { Destination } from './destinations/destination'
 import type { Shipper } from './continuous/shipper'
 import type { Notify } from './hooks'
+import type { TaskThread } from './worker/task-thread'
 import { proveChain } from './continuous/chain-proof'
 import { ChangeDetector, type DataVersion } from './change-detector'
 import { newBackupId, snapshotTime } from './backup-id'
@@ -28,6 +29,8 @@ export interface BackupRunContext {
   closing: AbortSignal
   /** With continuous backup: snapshots taken while this process follows the WAL become bases of its chain. */
   shipper?: Shipper
+  /** The thread snapshots are taken in, kept from one run to the next. */
+  snapshotThread: TaskThread
   notify: Notify
 }
 
@@ -104,7 +107,7 @@ export class BackupRun {
     } catch (err) {
       throw new FST_SQLITE_BACKUP_PUBLISH_FAILED(staging.path, (err as Error).message, { cause: err })
     }
-    const snapshot = await takeSnapshot({ source: options.databasePath, tempPath, maxRate: options.maxRate }, { timeout: options.timeout, signal: closing }, this.context.shipper?.copier)
+    const snapshot = await takeSnapshot({ source: options.databasePath, tempPath, maxRate: options.maxRate }, { timeout: options.timeout, signal: closing }, { copier: this.context.shipper?.copier, thread: this.context.snapshotThread })
 
     // Same bytes as the newest backup, whichever process made it (e.g. the first run after a restart with no
     // commits since): keep just one.

@@ -10,6 +10,7 @@ import type { Destination } from './destinations/destination'
 import { newestBackup, withLocalCopy, isPointInTime, pointInTime } from './destinations/read'
 import { destinationName } from './destinations/create'
 import { Publisher } from './publisher'
+import { TaskThread } from './worker/task-thread'
 import { BackupRun } from './backup-run'
 import { RunQueue } from './run-queue'
 import { Staging } from './staging'
@@ -57,6 +58,7 @@ export class Backups {
   private lastSuccessAt: Date | null = null
   private lastError: BackupFailure | null = null
   private lastVerify: VerifyResult | null = null
+  private readonly snapshotThread = new TaskThread()
   private readonly counts = { published: 0, skipped: 0, failed: 0 }
 
   constructor (private readonly options: ResolvedOptions, private readonly log: FastifyBaseLogger) {
@@ -78,7 +80,7 @@ export class Backups {
         needBase: () => this.queue.enqueue(true)
       })
     }
-    this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing, shipper: this.shipper, notify: this.notify })
+    this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing, shipper: this.shipper, notify: this.notify, snapshotThread: this.snapshotThread })
     this.queue = new RunQueue((force) => this.runAndReport(force))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
@@ -274,6 +276,7 @@ export class Backups {
       await inFlight
     }
     await this.shipper?.close()
+    await this.snapshotThread.close()
     this.leases.releaseAll()
     this.backupRun.close()
     this.publisher.close()

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
 import type { BackupMetadata, DrillResult } from '../types/index'
 import type { DrillOptions } from './options'
-import type { WorkerTaskOptions } from './worker/run-in-worker'
+import type { WorkerTaskOptions } from './worker/task-thread'
 import { checksumOf } from './record'
 import { verifyInWorker } from './verify'
 

@@ -3,7 +3,7 @@ import { openSync, closeSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import type { Checksum } from './record'
 import { TaskAborted, TaskFailure, type ShouldStop } from './worker/protocol'
-import { runInWorker, type WorkerTaskOptions } from './worker/run-in-worker'
+import { runInWorker, type TaskThread, type WorkerTaskOptions } from './worker/task-thread'
 import { hashFile, checkDatabaseFile } from './worker/file-checks'
 import { flushFile, removeFile } from './durable-fs'
 import { IoPace } from './io-pace'
@@ -42,21 +42,28 @@ interface CheckedCopy extends CopyInfo {
 /** Makes the copy somewhere else than in a worker of its own (continuous backup makes it in its follower thread). */
 export type SnapshotCopier<C extends CopyInfo> = (job: SnapshotJob, options: WorkerTaskOptions) => Promise<C>
 
+/** Where the snapshot is taken: a copier's thread, or else `thread` (a thread of its own when not given). */
+export interface SnapshotRunners<C extends CopyInfo> {
+  copier?: SnapshotCopier<C>
+  thread?: TaskThread
+}
+
 /**
  * Copies a consistent snapshot of `source` into the empty file `tempPath` (created 0600 by the caller), hashed as
- * it is written, flushed, then checked with quick_check, all in one worker thread (or the copy in `copy`'s thread
- * and the check in a worker). On any failure or stop the temp file is gone when the promise settles.
+ * it is written, flushed, then checked with quick_check, all in one worker thread (or the copy in the copier's
+ * thread and the check in a worker). On any failure or stop the temp file is gone when the promise settles.
  */
-export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, options: WorkerTaskOptions, copy?: SnapshotCopier<C>): Promise<SnapshotInfo & C> {
+export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, options: WorkerTaskOptions, { copier, thread }: SnapshotRunners<C> = {}): Promise<SnapshotInfo & C> {
   const shared = { ...options, deadline: Date.now() + options.timeout }
+  const inThread = <T>(task: 'snapshot' | 'quick-check', taskJob: unknown): Promise<T> => thread ? thread.run<T>(task, taskJob, shared) : runInWorker<T>(task, taskJob, shared)
   try {
     let copied: C
     let problems: string[]
-    if (copy) {
-      copied = await copy(job, shared)
-      problems = await runInWorker<string[]>('quick-check', { path: job.tempPath }, shared)
+    if (copier) {
+      copied = await copier(job, shared)
+      problems = await inThread<string[]>('quick-check', { path: job.tempPath })
     } else {
-      const { problems: found, ...info } = await runInWorker<CheckedCopy>('snapshot', job, shared)
+      const { problems: found, ...info } = await inThread<CheckedCopy>('snapshot', job)
       // Without a copier, C is CopyInfo itself.
       copied = info as C
       problems = found

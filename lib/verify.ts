@@ -3,7 +3,7 @@ import Database from 'better-sqlite3'
 import type { Checksum } from './record'
 import type { ShouldStop } from './worker/protocol'
 import { TaskFailure } from './worker/protocol'
-import { runInWorker, type WorkerTaskOptions } from './worker/run-in-worker'
+import { runInWorker, type WorkerTaskOptions } from './worker/task-thread'
 import { hashFile, checkDatabaseFile } from './worker/file-checks'
 
 export interface VerifyJob {

@@ -1,7 +1,7 @@
 // A restore that replays stored changes: the base snapshot and the segments as local files, then one worker task
 // that copies, replays and checks, and one rename. Shared by the plugin and the command-line tool.
 import type { Destination, LocalCopy } from '../destinations/destination'
-import type { WorkerTaskOptions } from '../worker/run-in-worker'
+import type { WorkerTaskOptions } from '../worker/task-thread'
 import { restoreBackup, type Restored } from '../restore'
 import { checksumOf } from '../record'
 import type { RestorePlan } from './restore-plan'

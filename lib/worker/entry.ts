@@ -1,5 +1,5 @@
-// Entry point of the worker threads: runs the one task it was started for and replies once.
-import { parentPort, workerData } from 'node:worker_threads'
+// Entry point of the worker threads: runs the tasks it is sent, one at a time, each replying once with its id.
+import { parentPort } from 'node:worker_threads'
 import type { TaskRequest, TaskReply, ShouldStop } from './protocol'
 import { TaskAborted } from './protocol'
 import { snapshotTask } from '../snapshot'
@@ -19,21 +19,22 @@ const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) =>
 
 lowerPriority()
 
-let aborted = false
-parentPort!.on('message', (message: { type: string }) => {
-  if (message.type === 'abort') aborted = true
+const aborted = new Set<number>()
+parentPort!.on('message', (message: { type: 'task', id: number } & TaskRequest | { type: 'abort', id: number }) => {
+  if (message.type === 'abort') {
+    aborted.add(message.id)
+    return
+  }
+  const { id, task, job } = message
+  tasks[task](job as never, () => aborted.has(id)).then(
+    (value) => reply({ type: 'done', value }, id),
+    (err: Error & { code?: unknown }) => reply(err instanceof TaskAborted
+      ? { type: 'aborted' }
+      : { type: 'error', message: err.message, code: typeof err.code === 'string' ? err.code : undefined }, id)
+  )
 })
-// The port alone must not keep this thread alive: it ends as soon as the task has replied.
-parentPort!.unref()
 
-const { task, job } = workerData as TaskRequest
-tasks[task](job as never, () => aborted).then(
-  (value) => reply({ type: 'done', value }),
-  (err: Error & { code?: unknown }) => reply(err instanceof TaskAborted
-    ? { type: 'aborted' }
-    : { type: 'error', message: err.message, code: typeof err.code === 'string' ? err.code : undefined })
-)
-
-function reply (message: TaskReply): void {
-  parentPort!.postMessage(message)
+function reply (message: TaskReply, id: number): void {
+  aborted.delete(id)
+  parentPort!.postMessage({ ...message, id })
 }

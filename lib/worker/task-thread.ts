@@ -1,0 +1,119 @@
+import { Worker } from 'node:worker_threads'
+import { join } from 'node:path'
+import type { TaskName, TaskReply } from './protocol'
+import { TaskFailure } from './protocol'
+import { FST_SQLITE_BACKUP_TIMEOUT, FST_SQLITE_BACKUP_CLOSED } from '../errors'
+
+// How long a task asked to stop may take to return before its thread is terminated.
+const ABORT_GRACE_MS = 2000
+
+export interface WorkerTaskOptions {
+  /** The time allowed, as configured (also what the timeout error reports). */
+  timeout: number
+  /** When several tasks share one `timeout`: the moment (ms since the epoch) by which this one must be done. */
+  deadline?: number
+  /** Aborts the task when the app closes. */
+  signal: AbortSignal
+}
+
+/**
+ * A worker thread that runs tasks one at a time, so that SQLite's synchronous work never blocks the event loop.
+ * Started at the first task and kept for the next ones (starting a thread costs tens of milliseconds, more than a
+ * small database's whole backup), until close(). An idle thread does not keep the process alive. A task that does
+ * not stop within ABORT_GRACE_MS of being asked takes its thread with it; the next task starts another.
+ */
+export class TaskThread {
+  private worker: Worker | undefined
+  private nextId = 0
+  private queue: Promise<unknown> = Promise.resolve()
+
+  /**
+   * Runs one task, after any task already running. Rejects with FST_SQLITE_BACKUP_TIMEOUT or
+   * FST_SQLITE_BACKUP_CLOSED when stopped, and with a TaskFailure when the task itself fails.
+   */
+  async run<T> (task: TaskName, job: unknown, options: WorkerTaskOptions): Promise<T> {
+    const turn = this.queue.then(() => this.runNow<T>(task, job, options))
+    this.queue = turn.catch(() => {})
+    return await turn
+  }
+
+  /** Ends the thread (at once: call it once no task runs, or to stop one for good). */
+  async close (): Promise<void> {
+    const worker = this.worker
+    this.worker = undefined
+    if (worker === undefined) return
+    await worker.terminate()
+  }
+
+  private thread (): Worker {
+    if (this.worker !== undefined) return this.worker
+    // No inherited --require/--import preloads (APM agents, loaders): the tasks need none, and they slow the start.
+    const worker = new Worker(join(__dirname, 'entry.js'), { execArgv: [] })
+    worker.unref()
+    worker.once('exit', () => { if (this.worker === worker) this.worker = undefined })
+    this.worker = worker
+    return worker
+  }
+
+  private async runNow<T> (task: TaskName, job: unknown, { timeout, deadline, signal }: WorkerTaskOptions): Promise<T> {
+    if (signal.aborted) throw new FST_SQLITE_BACKUP_CLOSED()
+    const worker = this.thread()
+    const id = ++this.nextId
+    let stopReason: 'timeout' | 'closed' | undefined
+    let graceTimer: NodeJS.Timeout | undefined
+    const stop = (reason: 'timeout' | 'closed'): void => {
+      if (stopReason) return
+      stopReason = reason
+      worker.postMessage({ type: 'abort', id })
+      graceTimer = setTimeout(() => { worker.terminate().catch(() => {}) }, ABORT_GRACE_MS)
+    }
+    const onAbort = (): void => stop('closed')
+    signal.addEventListener('abort', onAbort, { once: true })
+    const timeoutTimer = setTimeout(() => stop('timeout'), deadline === undefined ? timeout : Math.max(0, deadline - Date.now()))
+    // While a task runs, the thread keeps the process alive like any work in progress.
+    worker.ref()
+    let onMessage: ((message: TaskReply & { id: number }) => void) | undefined
+    let onError: ((err: Error) => void) | undefined
+    let onExit: ((code: number) => void) | undefined
+    try {
+      const reply = await new Promise<TaskReply>((resolve, reject) => {
+        onMessage = (message) => { if (message.id === id) resolve(message) }
+        onError = reject
+        onExit = (code) => reject(new TaskFailure(`the worker thread stopped unexpectedly (exit code ${code})`))
+        worker.on('message', onMessage)
+        worker.once('error', onError)
+        worker.once('exit', onExit)
+        worker.postMessage({ type: 'task', id, task, job })
+      })
+      if (reply.type === 'done') return reply.value as T
+      if (reply.type === 'error') throw new TaskFailure(reply.message, reply.code)
+      throw stopError(stopReason, timeout)
+    } catch (err) {
+      // A stop wins over whatever the interrupted task said on its way out.
+      if (stopReason) throw stopError(stopReason, timeout)
+      throw err
+    } finally {
+      clearTimeout(timeoutTimer)
+      clearTimeout(graceTimer)
+      signal.removeEventListener('abort', onAbort)
+      if (onMessage) worker.off('message', onMessage)
+      if (onError) worker.off('error', onError)
+      if (onExit) worker.off('exit', onExit)
+      worker.unref()
+    }
+  }
+}
+
+/** Runs one task in a thread of its own, gone when the promise settles. */
+export async function runInWorker<T> (task: TaskName, job: unknown, options: WorkerTaskOptions): Promise<T> {
+  const thread = new TaskThread()
+  try {
+    return await thread.run<T>(task, job, options)
+  } finally {
+    await thread.close()
+  }
+}
+
+function stopError (reason: 'timeout' | 'closed' | undefined, timeout: number): Error {
+  return reason === 'timeout' ? new FST_SQLITE_BACKUP_TIMEOUT(timeout, 'If a long write transaction holds the database, wait for it to end, or raise the "timeout" option') : new FST_SQLITE_BACKUP_CLOSED()
+}
