@@ -7,7 +7,7 @@ import Database from 'better-sqlite3'
 import { methods } from '../methods/index.mjs'
 import { peakRss } from '../lib/memory.mjs'
 
-const [methodName, dbPath, scratchDir] = process.argv.slice(2)
+const [methodName, dbPath, scratchDir, optionsJson] = process.argv.slice(2)
 const method = methods[methodName]
 process.on('disconnect', () => process.exit(0))
 
@@ -16,9 +16,11 @@ try {
   fastify.get('/', async () => ({ ok: true }))
   const appDb = new Database(dbPath, { fileMustExist: true })
   appDb.pragma('busy_timeout = 5000')
-  const ctx = { fastify, appDb, dbPath, scratchDir }
+  const ctx = { fastify, appDb, dbPath, scratchDir, options: JSON.parse(optionsJson ?? '{}') }
   await method.setup(ctx)
   await fastify.ready()
+  // What the measured backup finds in place (e.g. a previous backup that retention then deletes).
+  await method.prepare?.(ctx)
   // Let the start-up garbage settle, so the peak before the backup is not still climbing.
   await sleep(200)
 

@@ -1,11 +1,21 @@
-// What is measured side by side: each method in the journal modes it is run in. The copy limit runs on the WAL
-// file (the same bytes as the rollback one) and is the baseline of every time ratio.
-export const CONFIGS = [
-  { id: 'original-wal', method: 'original', mode: 'wal' },
-  { id: 'original-delete', method: 'original', mode: 'delete' },
-  { id: 'copy', method: 'copy', mode: 'wal' },
-  { id: 'plugin-wal', method: 'plugin', mode: 'wal' },
-  { id: 'plugin-delete', method: 'plugin', mode: 'delete' }
-]
+// What is measured side by side: each method in the journal modes it is run in, with its options. The copy limit
+// runs on the WAL file (the same bytes as the rollback one) and is the baseline of every time ratio.
+// "rotate": a previous backup of the same size exists and is deleted as part of the measured backup (retention
+// with keep: 1 for the plugin; an unlink after the copy for the plain copy), since deleting a big file stalls other
+// writers' fsyncs too.
+
+/** The configurations of a run; `rates` (MB/s) add the plugin with maxRate set, rotating. */
+export function configsFor (rates) {
+  return [
+    { id: 'original-wal', method: 'original', mode: 'wal' },
+    { id: 'original-delete', method: 'original', mode: 'delete' },
+    { id: 'copy', method: 'copy', mode: 'wal' },
+    { id: 'copy-rotate', method: 'copy', mode: 'wal', options: { rotate: true } },
+    { id: 'plugin-wal', method: 'plugin', mode: 'wal' },
+    { id: 'plugin-wal-rotate', method: 'plugin', mode: 'wal', options: { rotate: true } },
+    ...rates.map((rate) => ({ id: `plugin-wal-rotate-${rate}MBps`, method: 'plugin', mode: 'wal', options: { rotate: true, maxRate: `${rate}MB` } })),
+    { id: 'plugin-delete', method: 'plugin', mode: 'delete' }
+  ]
+}
 
 export const BASELINE = 'copy'

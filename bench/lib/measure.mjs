@@ -15,11 +15,11 @@ const WARMUP_MS = 300
 // No backup is expected to take this long; past it the measurement fails rather than hangs.
 const BACKUP_LIMIT_MS = 10 * 60_000
 
-export async function measureBackup ({ method, dbPath, idleMs }) {
+export async function measureBackup ({ method, dbPath, idleMs, options = {} }) {
   ensureDirs()
   resetDatabase(dbPath)
   const scratchDir = mkdtempSync(join(SCRATCH_DIR, `${method}-`))
-  const app = forkChild(APP, [method, dbPath, scratchDir])
+  const app = forkChild(APP, [method, dbPath, scratchDir, JSON.stringify(options)])
   let writer
   try {
     await nextMessage(app, 'ready', 60_000)

@@ -47,15 +47,15 @@ function correctCell (c) {
 
 export function phasesTable (phasesBySize) {
   const lines = [
-    '| size | worker start | page copy (1024 pages/step) | quick_check | sha256 | fdatasync | sum of steps | × copy limit | page copy in one step | copyFile | fsync | copy limit |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|'
+    '| size | worker start | raw copy (hashed, flushed) | quick_check | plugin steps | × copy limit | backup API page copy + fdatasync | copyFile | fsync | copy limit |',
+    '|---|---|---|---|---|---|---|---|---|---|'
   ]
   for (const [sizeMb, p] of phasesBySize) {
     lines.push('| ' + [
       `${sizeMb} MB`,
-      ms(p.workerStartMs), ms(p.pageCopyMs), ms(p.quickCheckMs), ms(p.sha256Ms), ms(p.fdatasyncMs), ms(p.pluginStepsMs),
+      ms(p.workerStartMs), ms(p.rawCopyMs), ms(p.quickCheckMs), ms(p.pluginStepsMs),
       `${fmt(p.pluginStepsMs / p.copyLimitMs, 2)}×`,
-      ms(p.pageCopyOneStepMs), ms(p.copyFileMs), ms(p.copyFsyncMs), ms(p.copyLimitMs)
+      ms(p.pageCopyMs), ms(p.copyFileMs), ms(p.copyFsyncMs), ms(p.copyLimitMs)
     ].join(' | ') + ' |')
   }
   return lines.join('\n')
@@ -67,7 +67,7 @@ function ms (value) {
 
 export function goalsTable (sizeMb, goals) {
   const lines = [
-    `Goals (plugin, WAL, ${sizeMb} MB${sizeMb === 1000 ? '' : ' — NOT the 1 GB the goals are set for'}, writer in another process):`,
+    `Goals (plugin, WAL, ${sizeMb} MB${sizeMb === 1000 ? '' : ' — NOT the 1 GB the goals are set for'}, writer in another process; medians of the runs):`,
     '',
     '| goal | measured | result |',
     '|---|---|---|'

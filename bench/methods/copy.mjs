@@ -1,6 +1,7 @@
 // The copy limit: the least any full backup of the file must cost, a plain file copy made durable. Not a valid
 // backup of a live database (nothing stops writers), so its copies are not checked; it is the baseline for ratios.
-import { copyFile, open } from 'node:fs/promises'
+// options.rotate: a previous copy exists, and is deleted after the new one is durable, as a script would rotate.
+import { copyFile, open, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 
 export const name = 'copy'
@@ -8,14 +9,23 @@ export const unchecked = true
 
 export async function setup () {}
 
-export async function backup ({ dbPath, scratchDir }) {
+export async function prepare (ctx) {
+  if (ctx.options.rotate) await durableCopy(ctx.dbPath, join(ctx.scratchDir, 'previous-copy.sqlite'))
+}
+
+export async function backup ({ dbPath, scratchDir, options }) {
   const target = join(scratchDir, 'plain-copy.sqlite')
-  await copyFile(dbPath, target)
-  const handle = await open(target, 'r+')
+  await durableCopy(dbPath, target)
+  if (options.rotate) await unlink(join(scratchDir, 'previous-copy.sqlite'))
+  return { path: target }
+}
+
+async function durableCopy (from, to) {
+  await copyFile(from, to)
+  const handle = await open(to, 'r+')
   try {
     await handle.sync()
   } finally {
     await handle.close()
   }
-  return { path: target }
 }
