@@ -20,6 +20,8 @@ export class IoPace {
   private readonly startedAt = performance.now()
   private bytes = 0
   private unflushed = 0
+  /** The flush in progress (async writes only): the next one waits for it, the copy does not. */
+  private flushing: Promise<void> | undefined
 
   constructor (private readonly maxRate: number | undefined) {}
 
@@ -39,9 +41,16 @@ export class IoPace {
     return true
   }
 
+  /** Waits for a flush in progress, whatever its outcome: call it before closing the file on a failure. */
+  async settle (): Promise<void> {
+    await this.flushing?.catch(() => {})
+  }
+
   /** The last step: flushes what is left. */
   async flush (fd: number): Promise<void> {
     this.unflushed = 0
+    await this.flushing
+    this.flushing = undefined
     await fdatasyncAsync(fd)
   }
 
@@ -51,9 +60,17 @@ export class IoPace {
     sleepSync(this.delayAfter(bytes))
   }
 
-  /** The same, without blocking: for the main thread. */
+  /**
+   * The same, without blocking the thread: waits are timers, and each flush runs in the thread pool while the next
+   * few MiB are written (the disk and the copy work at once; no more than two steps are ever unflushed).
+   */
   async wrote (fd: number, bytes: number, signal?: AbortSignal): Promise<void> {
-    if (this.flushDue(bytes)) await fdatasyncAsync(fd)
+    if (this.flushDue(bytes)) {
+      await this.flushing
+      this.flushing = fdatasyncAsync(fd)
+      // Awaited by the next step or by flush(); a failure is not lost meanwhile.
+      this.flushing.catch(() => {})
+    }
     const ms = this.delayAfter(bytes)
     if (ms > 0) await sleep(ms, undefined, { signal })
   }
@@ -111,8 +128,8 @@ export async function copyGradually (from: string, to: string, { maxRate, signal
   const source = await open(from, 'r')
   try {
     const target = await open(to, CREATE_EXCLUSIVE, 0o600)
+    const pace = new IoPace(maxRate)
     try {
-      const pace = new IoPace(maxRate)
       const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES)
       for (let position = 0; ;) {
         const { bytesRead } = await source.read(buffer, 0, buffer.length, position)
@@ -123,6 +140,7 @@ export async function copyGradually (from: string, to: string, { maxRate, signal
       }
       await pace.flush(target.fd)
     } finally {
+      await pace.settle()
       await target.close()
     }
   } finally {

@@ -125,7 +125,7 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
         return { ...info, ...checksum, method: 'raw' }
       } catch (err) {
         if (!(err instanceof RawCopyUnproven)) throw err
-        // Rare (the WAL started over while none of it was needed): the same pinned snapshot, page by page.
+        // Not expected (SQLite keeps every frame a reader needs), but the same pinned snapshot, page by page, is sure.
         await truncate(job.tempPath, 0)
       }
     }

@@ -16,13 +16,13 @@
 //   is the snapshot, and SQLite lets no checkpoint write to it while such a reader lasts (though the WAL may start
 //   over). Should the WAL start over under a copy that reads it anyway, its frames show other salts: the copy says
 //   it cannot prove the result, and the caller copies the same pinned snapshot through the backup API.
-import { openSync, closeSync, readSync, writeSync } from 'node:fs'
+import { openSync, closeSync, writeSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { endianness } from 'node:os'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type Database from 'better-sqlite3'
 import type { Checksum } from './record'
-import { readWalHeader, indexCommits, readFramePage, type WalIndex } from './continuous/wal-file'
+import { readWalHeader, indexCommits, readFramePage, readFully, type WalIndex } from './continuous/wal-file'
 import { IoPace } from './io-pace'
 import { borrowDescriptor } from './borrowed-descriptors'
 import { beginReadTransaction, retryWhileBusy } from './read-transaction'
@@ -188,20 +188,10 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
     }
     await pace.flush(target)
   } finally {
+    await pace.settle()
     closeSync(target)
   }
   return { sha256: hash.digest('hex'), bytes: pageCount * pageSize }
-}
-
-/** Reads up to `length` bytes at `position`; fewer only at end of file. */
-function readFully (fd: number, buffer: Buffer, length: number, position: number): number {
-  let done = 0
-  while (done < length) {
-    const read = readSync(fd, buffer, done, length - done, position + done)
-    if (read === 0) break
-    done += read
-  }
-  return done
 }
 
 function writeFully (fd: number, buffer: Buffer, length: number, position: number): void {

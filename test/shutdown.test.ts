@@ -130,7 +130,8 @@ t.test('close() while the snapshot is copying pages', async (t) => {
   const destination = join(dir, 'backups')
   const before = await baseline()
   const closeTimeout = 100
-  const app = await startApp(t, { database: bigPath, destination, interval: false, closeTimeout })
+  // Paced, so that the copy is surely still running closeTimeout after close() (unpaced it may finish first).
+  const app = await startApp(t, { database: bigPath, destination, interval: false, closeTimeout, maxRate: '4MiB' })
   const callers = [call(app)]
   await waitFor(() => tempFiles(destination).some((name) => name.endsWith('.sqlite') && statSync(join(destination, name)).size > 4 << 20), 30_000)
   callers.push(call(app), call(app, { force: true }))

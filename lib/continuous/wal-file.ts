@@ -281,7 +281,7 @@ function sameChecksum (a: [number, number], b: [number, number]): boolean {
 }
 
 /** Reads up to `length` bytes at `position`; fewer only at end of file. (readSync may return less than asked.) */
-function readFully (fd: number, buffer: Buffer, length: number, position: number): number {
+export function readFully (fd: number, buffer: Buffer, length: number, position: number): number {
   let done = 0
   while (done < length) {
     const read = readSync(fd, buffer, done, length - done, position + done)
