@@ -98,7 +98,7 @@ t.test('close() during a throttled snapshot comes within closeTimeout and remove
   const destination = join(dir, 'backups')
   createDatabase(path, { rows: 24_000 }).close()
   const closeTimeout = 200
-  const app = await buildApp(t, { database: path, destination, interval: false, maxRate: '1MiB/s', closeTimeout })
+  const app = await buildApp(t, { database: path, destination, interval: false, maxRate: '2MiB/s', closeTimeout })
   const run = app.backup.now()
   run.catch(() => {})
   await waitFor(() => tempFiles(destination).some((name) => statSync(join(destination, name)).size > 2 * MiB))

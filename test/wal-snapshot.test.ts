@@ -35,6 +35,7 @@ function firstDifference (a: Buffer, b: Buffer): number {
 }
 
 t.test('the raw copy equals the backup API\'s copy of the same snapshot, under a writer that checkpoints', async (t) => {
+  const ROUNDS = 10
   const dir = t.testdir()
   const path = join(dir, 'app.db')
   const db = createDatabase(path, { rows: 0 })
@@ -48,7 +49,7 @@ t.test('the raw copy equals the backup API\'s copy of the same snapshot, under a
   let laidOver = 0
   let missed = 0
   const sizes = new Set<number>()
-  for (let round = 0; round < 14; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     const source = new Database(path, { fileMustExist: true })
     const raw = join(dir, `raw-${round}.db`)
     const api = join(dir, `api-${round}.db`)
@@ -81,8 +82,8 @@ t.test('the raw copy equals the backup API\'s copy of the same snapshot, under a
     t.equal(count(raw, 'churn'), rows, 'the rows the snapshot held')
     await delay(20 + 37 * (round % 5))
   }
-  t.ok(missed <= 2, `the snapshot's last commit was known in nearly every round (missed ${missed} of 14)`)
-  t.ok(laidOver >= 5, `WAL frames were laid over the file in most rounds (${laidOver} of 14)`)
+  t.ok(missed <= 2, `the snapshot's last commit was known in nearly every round (missed ${missed} of ${ROUNDS})`)
+  t.ok(laidOver >= ROUNDS / 2, `WAL frames were laid over the file in most rounds (${laidOver} of ${ROUNDS})`)
   t.ok(sizes.size > 1, 'the database changed size between rounds')
 })
 
@@ -152,7 +153,7 @@ t.test('maxRate: the copy is never faster than the rate', async (t) => {
   const bytes = statSync(path).size + statSync(`${path}-wal`).size
   const tempPath = join(dir, 'copy.db')
   writeFileSync(tempPath, '')
-  const maxRate = 2 * 1024 * 1024
+  const maxRate = 4 * 1024 * 1024
   const started = performance.now()
   const info = await snapshotDatabase({ source: path, tempPath, maxRate }, () => false)
   const elapsed = performance.now() - started

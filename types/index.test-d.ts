@@ -12,6 +12,10 @@ const db = new Database(':memory:')
 app.register(backup, { database: db, destination: './backups' })
 app.register(fastifySqliteBackup, { database: './app.db', destination: './backups', interval: '1h', keep: 3 })
 app.register(backup, { database: db, destination: './backups', interval: false, runOnStart: true, timeout: 60_000, closeTimeout: '5s' })
+app.register(backup, { database: db, destination: './backups', maxRate: '50MB' })
+app.register(backup, { database: db, destination: './backups', maxRate: 50 * 1024 * 1024 })
+// @ts-expect-error: a rate is a number or a string
+app.register(backup, { database: db, destination: './backups', maxRate: true })
 
 // @ts-expect-error: database and destination are required
 app.register(backup, {})
