@@ -9,7 +9,7 @@ import type { Notify } from './hooks'
 import { backupsToDelete } from './retention'
 import { withRetry } from './retry'
 import { until } from './operations'
-import { removeGradually } from './io-pace'
+import { removeTemp } from './snapshot'
 import { isPluginError, isTransportError, FST_SQLITE_BACKUP_PUBLISH_FAILED, FST_SQLITE_BACKUP_INVALID_DESTINATION } from './errors'
 
 // The longest a destination's check at registration may take before it counts as unreachable.
@@ -197,7 +197,7 @@ export class Publisher {
         this.context.notify('onError', error)
       }
     } finally {
-      if (!this.primary) await removeGradually(tempPath, { maxRate: this.context.maxRate, signal: this.context.closing })
+      if (!this.primary) await removeTemp(tempPath, { maxRate: this.context.maxRate, signal: this.context.closing })
     }
     const [first] = this.tracked
     const [storedAt, stored] = records.has(first) ? [first, records.get(first)!] : [...records][0]

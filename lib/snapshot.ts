@@ -6,7 +6,7 @@ import { TaskAborted, TaskFailure, type ShouldStop } from './worker/protocol'
 import { runInWorker, type TaskThread, type WorkerTaskOptions } from './worker/task-thread'
 import { hashFile, checkDatabaseFile } from './worker/file-checks'
 import { flushFile, removeFile } from './durable-fs'
-import { IoPace } from './io-pace'
+import { IoPace, removeGradually, type DiskPace } from './io-pace'
 import { pinWithWal, closeWal, copyWalSnapshot, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
 import { beginReadTransaction, retryWhileBusy, LOCK_RETRY_MS } from './read-transaction'
 import { FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CORRUPT_DATABASE } from './errors'
@@ -78,8 +78,9 @@ export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, option
   }
 }
 
-export async function removeTemp (tempPath: string): Promise<void> {
-  await removeFile(tempPath)
+/** Removes a snapshot's temp file (gradually with `disk`, see io-pace.ts) and a journal SQLite may have left. */
+export async function removeTemp (tempPath: string, disk?: DiskPace): Promise<void> {
+  await (disk ? removeGradually(tempPath, disk) : removeFile(tempPath))
   await removeFile(`${tempPath}-journal`)
 }
 

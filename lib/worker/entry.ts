@@ -20,7 +20,12 @@ const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) =>
 lowerPriority()
 
 const aborted = new Set<number>()
-parentPort!.on('message', (message: { type: 'task', id: number } & TaskRequest | { type: 'abort', id: number }) => {
+parentPort!.on('message', (message: { type: 'task', id: number } & TaskRequest | { type: 'abort', id: number } | { type: 'close' }) => {
+  if (message.type === 'close') {
+    // Nothing else keeps the thread alive: it exits once the port is closed.
+    parentPort!.close()
+    return
+  }
   if (message.type === 'abort') {
     aborted.add(message.id)
     return

@@ -1,11 +1,14 @@
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
+import { once } from 'node:events'
 import type { TaskName, TaskReply } from './protocol'
 import { TaskFailure } from './protocol'
 import { FST_SQLITE_BACKUP_TIMEOUT, FST_SQLITE_BACKUP_CLOSED } from '../errors'
 
 // How long a task asked to stop may take to return before its thread is terminated.
 const ABORT_GRACE_MS = 2000
+// How long an idle thread asked to end may take to exit by itself before it is terminated.
+const CLOSE_GRACE_MS = 1000
 
 export interface WorkerTaskOptions {
   /** The time allowed, as configured (also what the timeout error reports). */
@@ -37,12 +40,20 @@ export class TaskThread {
     return await turn
   }
 
-  /** Ends the thread (at once: call it once no task runs, or to stop one for good). */
+  /**
+   * Ends the thread: asked to exit by itself (so that it leaves as a finished thread does, its coverage data or
+   * anything else flushed at exit included), terminated if it has not within CLOSE_GRACE_MS. Call it once no task
+   * runs.
+   */
   async close (): Promise<void> {
     const worker = this.worker
     this.worker = undefined
     if (worker === undefined) return
-    await worker.terminate()
+    const exited = once(worker, 'exit')
+    worker.postMessage({ type: 'close' })
+    const timer = setTimeout(() => { worker.terminate().catch(() => {}) }, CLOSE_GRACE_MS)
+    await exited
+    clearTimeout(timer)
   }
 
   private thread (): Worker {
