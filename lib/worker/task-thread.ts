@@ -50,6 +50,8 @@ export class TaskThread {
     this.worker = undefined
     if (worker === undefined) return
     const exited = once(worker, 'exit')
+    // Held until it has exited: an idle thread is unref'd, and the wait must keep the process alive.
+    worker.ref()
     worker.postMessage({ type: 'close' })
     const timer = setTimeout(() => { worker.terminate().catch(() => {}) }, CLOSE_GRACE_MS)
     await exited
