@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 /** Source files that only the S3 tests exercise (paths from the project root). */
 export const S3_ONLY = [
   'lib/destinations/s3.ts',
+  'lib/destinations/s3-bucket.ts',
   'lib/destinations/s3-errors.ts',
   'lib/destinations/untrusted-objects.ts',
   'lib/destinations/encryption.ts'

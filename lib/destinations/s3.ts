@@ -1,22 +1,15 @@
-import { createWriteStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
-import type { Readable } from 'node:stream'
-import { createGunzip } from 'node:zlib'
-import {
-  S3Client, HeadBucketCommand, ListObjectsV2Command, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
-  ListMultipartUploadsCommand, AbortMultipartUploadCommand, type MultipartUpload
-} from '@aws-sdk/client-s3'
 import type { BackupInfo, BackupMetadata } from '../../types/index'
 import { checkBackupId, idNamePattern } from '../backup-id'
 import { createEmptyFile, removeFile } from '../durable-fs'
 import {
   FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT, FST_SQLITE_BACKUP_VERIFY_FAILED
 } from '../errors'
-import { decryptStream, checkedRecipientOf } from './encryption'
+import { checkedRecipientOf } from './encryption'
 import { uploadFile, UploadFailed } from './s3-upload'
-import { describeS3Error, isTransientS3Error, statusOf } from './s3-errors'
+import { isTransientS3Error, statusOf } from './s3-errors'
 import { readAtMost, parseRecord, atMost, MAX_RECORD_BYTES } from './untrusted-objects'
-import { s3Url, type S3Settings } from './s3-options'
+import type { S3Settings } from './s3-options'
+import { S3Bucket, type Decoding } from './s3-bucket'
 import { backupInfo, type Destination, type LocalCopy } from './destination'
 import { parseSegmentName, type SegmentRef } from '../continuous/chain'
 
@@ -33,7 +26,7 @@ const RECORD_READS = 8
 export class S3BucketDestination implements Destination {
   readonly type = 's3'
   readonly name: string
-  private readonly client: S3Client
+  private readonly bucket: S3Bucket
   /** Data keys whose failed multipart upload could not be aborted yet (the server was unreachable). */
   private readonly pendingAborts = new Set<string>()
   /**
@@ -48,16 +41,9 @@ export class S3BucketDestination implements Destination {
    * `listPageSize` sets MaxUploads of ListMultipartUploads (the server's default, 1000, when unset); the tests
    * use it to get several pages from a few uploads.
    */
-  constructor (private readonly settings: S3Settings, private readonly internal: { listPageSize?: number } = {}) {
-    this.name = s3Url(settings)
-    this.client = new S3Client({
-      region: settings.region,
-      endpoint: settings.endpoint,
-      forcePathStyle: settings.forcePathStyle,
-      // Undefined: the SDK's standard chain (environment, shared files, instance or container role).
-      credentials: settings.credentials,
-      requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 }
-    })
+  constructor (private readonly settings: S3Settings, internal: { listPageSize?: number } = {}) {
+    this.bucket = new S3Bucket(settings, internal.listPageSize)
+    this.name = this.bucket.name
   }
 
   /**
@@ -67,7 +53,7 @@ export class S3BucketDestination implements Destination {
    */
   async prepare (signal: AbortSignal): Promise<void> {
     await this.recipient()
-    await this.call('check the bucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }), { abortSignal: signal }))
+    await this.bucket.check(signal)
   }
 
   /** The age recipient to encrypt to, once age has accepted the keys (at registration). */
@@ -79,7 +65,7 @@ export class S3BucketDestination implements Destination {
 
   /** Closes the client's sockets: a request still waiting on a server that never answers fails at once. */
   close (): void {
-    this.client.destroy()
+    this.bucket.destroy()
   }
 
   async list (): Promise<BackupInfo[]> {
@@ -129,7 +115,7 @@ export class S3BucketDestination implements Destination {
     const key = this.settings.prefix + stored
     try {
       const { bucket, partSize, queueSize, uploadTimeout } = this.settings
-      const storedBytes = await uploadFile({ client: this.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
+      const storedBytes = await uploadFile({ client: this.bucket.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
       return { name: stored, storedBytes, encrypted: recipient !== undefined }
     } catch (err) {
       if (!(err instanceof UploadFailed)) throw err
@@ -140,7 +126,7 @@ export class S3BucketDestination implements Destination {
         if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
       }
       if (err.timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
-      throw this.describe(action, err.cause)
+      throw this.bucket.describe(action, err.cause)
     }
   }
 
@@ -151,11 +137,11 @@ export class S3BucketDestination implements Destination {
   /** The record first: an interrupted delete leaves only an unlisted data object, removed as a leftover. */
   async remove (id: string): Promise<void> {
     const file = this.dataName(id, this.records.get(id) ?? null)
-    await this.deleteKey(`${id}.json`)
+    await this.bucket.delete(`${id}.json`)
     this.records.delete(id)
     // The data object's name is in the record, which list() has just read; without it, every possible name.
     const names = file ? [file] : ['', '.gz', '.age', '.gz.age'].map((suffix) => `${id}.sqlite${suffix}`)
-    for (const name of names) await this.deleteKey(name)
+    for (const name of names) await this.bucket.delete(name)
   }
 
   /** One PutObject (a multipart upload when large) of the segment. */
@@ -166,43 +152,20 @@ export class S3BucketDestination implements Destination {
   /** One ListObjectsV2 per 1000 segments. */
   async listSegments (): Promise<SegmentRef[]> {
     const segments: SegmentRef[] = []
-    let token: string | undefined
-    do {
-      const page = await this.call('list the segments', () => this.client.send(new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: `${this.settings.prefix}wal/`, ContinuationToken: token })))
-      for (const object of page.Contents ?? []) {
-        const segment = parseSegmentName(object.Key?.slice(this.settings.prefix.length) ?? '')
-        if (segment) segments.push(segment)
-      }
-      token = page.IsTruncated === true ? page.NextContinuationToken : undefined
-    } while (token !== undefined)
+    await this.bucket.listObjects('list the segments', 'wal/', (name) => {
+      const segment = parseSegmentName(name)
+      if (segment) segments.push(segment)
+    })
     return segments
   }
 
   /** Downloads a segment, decrypted and decompressed; its own checksum is checked by whoever reads it. */
   async segmentCopy (segment: SegmentRef, tempPath: string, signal: AbortSignal): Promise<LocalCopy> {
-    await createEmptyFile(tempPath)
-    const release = (): Promise<void> => removeFile(tempPath)
-    try {
-      const response = await this.call('download a segment', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + segment.name }), { abortSignal: signal }))
-      const received = response.Body as Readable
-      let body = received
-      try {
-        if (segment.encrypted) body = await decryptStream(received, segment.name, this.settings.encryption?.identity)
-      } catch (err) {
-        received.destroy()
-        throw err
-      }
-      const target = createWriteStream(tempPath, { flags: 'r+' })
-      await pipeline(segment.compression === 'gzip' ? [body, createGunzip(), target] : [body, target], { signal })
-    } catch (err) {
-      await release()
-      throw err
-    }
-    return { path: tempPath, release }
+    return await this.downloadCopy('download a segment', segment.name, tempPath, { encrypted: segment.encrypted, gzip: segment.compression === 'gzip', label: segment.name }, signal)
   }
 
   async removeSegment (segment: SegmentRef): Promise<void> {
-    await this.deleteKey(segment.name)
+    await this.bucket.delete(segment.name)
   }
 
   /** A segment's PutObject is all or nothing; an interrupted multipart upload is aborted by removeLeftovers(). */
@@ -219,31 +182,22 @@ export class S3BucketDestination implements Destination {
     if (!Number.isSafeInteger(backup.metadata?.bytes)) {
       throw new FST_SQLITE_BACKUP_VERIFY_FAILED(backup.id, 'its record is missing or unreadable, so its download could be neither checked nor bounded')
     }
+    const name = this.dataName(backup.id, backup.metadata) ?? `${backup.id}.sqlite`
+    const decoding = { encrypted: name.endsWith('.age'), gzip: name.includes('.sqlite.gz'), bound: atMost(backup.metadata!.bytes, backup.id), label: backup.id }
+    return await this.downloadCopy('download the backup', name, tempPath, decoding, signal)
+  }
+
+  /** The object `name`, decoded into the new file `tempPath`, which release() removes; no file is left on failure. */
+  private async downloadCopy (action: string, name: string, tempPath: string, decoding: Decoding, signal: AbortSignal): Promise<LocalCopy> {
     await createEmptyFile(tempPath)
     const release = (): Promise<void> => removeFile(tempPath)
     try {
-      await this.download(backup, tempPath, signal)
+      await this.bucket.download(action, name, tempPath, decoding, signal)
     } catch (err) {
       await release()
       throw err
     }
     return { path: tempPath, release }
-  }
-
-  private async download (backup: BackupInfo, to: string, signal: AbortSignal): Promise<void> {
-    const name = this.dataName(backup.id, backup.metadata) ?? `${backup.id}.sqlite`
-    const response = await this.call('download the backup', () => this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name }), { abortSignal: signal }))
-    const received = response.Body as Readable
-    let body = received
-    try {
-      if (name.endsWith('.age')) body = await decryptStream(received, backup.id, this.settings.encryption?.identity)
-    } catch (err) {
-      received.destroy()
-      throw err
-    }
-    const target = createWriteStream(to, { flags: 'r+' })
-    const bounded = atMost(backup.metadata!.bytes, backup.id)
-    await pipeline(name.includes('.sqlite.gz') ? [body, createGunzip(), bounded, target] : [body, bounded, target], { signal })
   }
 
   /** The data object named by a record, if it has the only form a record of this backup can name. */
@@ -259,15 +213,15 @@ export class S3BucketDestination implements Destination {
   async removeLeftovers (): Promise<string[]> {
     const removed: string[] = []
     const cutoff = Date.now() - this.settings.uploadTimeout
-    for (const upload of await this.listUploads(this.settings.prefix)) {
+    for (const upload of await this.bucket.listUploads(this.settings.prefix)) {
       if (!upload.Key || !upload.UploadId || (upload.Initiated && upload.Initiated.getTime() > cutoff)) continue
-      await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: upload.Key, UploadId: upload.UploadId })))
+      await this.bucket.abortUpload(upload.Key, upload.UploadId)
       removed.push(upload.Key)
     }
     const { records, data } = await this.listKeys()
     for (const [name, { id, modified }] of data) {
       if (records.has(id) || modified > cutoff) continue
-      await this.deleteKey(name)
+      await this.bucket.delete(name)
       removed.push(this.settings.prefix + name)
     }
     return removed
@@ -282,20 +236,13 @@ export class S3BucketDestination implements Destination {
   private async listKeys (): Promise<{ records: Map<string, number>, data: Map<string, { id: string, modified: number }> }> {
     const records = new Map<string, number>()
     const data = new Map<string, { id: string, modified: number }>()
-    let token: string | undefined
-    do {
-      // The delimiter folds the segments of continuous backup (wal/...) into one entry: a listing of backups never walks them.
-      const page = await this.call('list the backups', () => this.client.send(new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: this.settings.prefix, Delimiter: '/', ContinuationToken: token })))
-      for (const object of page.Contents ?? []) {
-        const name = object.Key?.slice(this.settings.prefix.length) ?? ''
-        const modified = object.LastModified?.getTime() ?? 0
-        const record = RECORD.exec(name)
-        if (record) records.set(record[1], modified)
-        const stored = DATA.exec(name)
-        if (stored) data.set(name, { id: stored[1], modified })
-      }
-      token = page.IsTruncated === true ? page.NextContinuationToken : undefined
-    } while (token !== undefined)
+    // The delimiter folds the segments of continuous backup (wal/...) into one entry: a listing of backups never walks them.
+    await this.bucket.listObjects('list the backups', '', (name, modified) => {
+      const record = RECORD.exec(name)
+      if (record) records.set(record[1], modified)
+      const stored = DATA.exec(name)
+      if (stored) data.set(name, { id: stored[1], modified })
+    }, '/')
     return { records, data }
   }
 
@@ -307,67 +254,25 @@ export class S3BucketDestination implements Destination {
   private async readRecord (id: string): Promise<BackupMetadata | null> {
     const known = this.records.get(id)
     if (known) return known
-    const text = await this.call('read a record', async () => {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: `${this.settings.prefix}${id}.json` }))
-      return await readAtMost(response.Body as Readable, MAX_RECORD_BYTES, response.ContentLength)
-    })
+    const { body, length } = await this.bucket.get('read a record', `${id}.json`)
+    const text = await this.bucket.call('read a record', () => readAtMost(body, MAX_RECORD_BYTES, length))
     const metadata = text === undefined ? null : parseRecord(text, id)
     if (metadata) this.records.set(id, metadata)
     return metadata
   }
 
   private async writeRecord (metadata: BackupMetadata): Promise<void> {
-    await this.call('write the record', () => this.client.send(new PutObjectCommand({
-      Bucket: this.settings.bucket,
-      Key: `${this.settings.prefix}${metadata.id}.json`,
-      Body: JSON.stringify(metadata, null, 2) + '\n',
-      ContentType: 'application/json'
-    })))
+    await this.bucket.putJson('write the record', `${metadata.id}.json`, JSON.stringify(metadata, null, 2) + '\n')
     this.records.set(metadata.id, metadata)
-  }
-
-  private async deleteKey (name: string): Promise<void> {
-    await this.call('delete', () => this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.settings.prefix + name })))
   }
 
   private async abortPendingUploads (): Promise<void> {
     for (const key of this.pendingAborts) {
-      for (const upload of await this.listUploads(key)) {
+      for (const upload of await this.bucket.listUploads(key)) {
         if (upload.Key !== key || !upload.UploadId) continue
-        await this.call('abort an unfinished upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: key, UploadId: upload.UploadId })))
+        await this.bucket.abortUpload(key, upload.UploadId)
       }
       this.pendingAborts.delete(key)
     }
-  }
-
-  /** Every unfinished multipart upload whose key starts with `prefix`: one ListMultipartUploads per page. */
-  private async listUploads (prefix: string): Promise<MultipartUpload[]> {
-    const uploads: MultipartUpload[] = []
-    let keyMarker: string | undefined
-    let uploadIdMarker: string | undefined
-    for (;;) {
-      const page = await this.call('list unfinished uploads', () => this.client.send(new ListMultipartUploadsCommand({
-        Bucket: this.settings.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: this.internal.listPageSize
-      })))
-      uploads.push(...(page.Uploads ?? []))
-      // A server that says "more" without moving its markers on would be listed forever: take what it gave.
-      if (page.IsTruncated !== true || page.NextKeyMarker === undefined ||
-        (page.NextKeyMarker === keyMarker && page.NextUploadIdMarker === uploadIdMarker)) return uploads
-      keyMarker = page.NextKeyMarker
-      uploadIdMarker = page.NextUploadIdMarker
-    }
-  }
-
-  private async call<T> (action: string, request: () => Promise<T>): Promise<T> {
-    try {
-      return await request()
-    } catch (err) {
-      throw this.describe(action, err)
-    }
-  }
-
-  /** SDK errors as errors that say what to do; the original stays as `cause`, the status code decides retries. */
-  private describe (action: string, err: unknown): Error {
-    return describeS3Error(action, err, this.name, this.settings.endpoint ?? `region ${this.settings.region}`)
   }
 }
