@@ -32,8 +32,6 @@ export interface CopyInfo extends Checksum {
   sqliteVersion: string
 }
 
-export type SnapshotInfo = CopyInfo
-
 /** The copy and the check of the copy, in one worker thread. */
 interface CheckedCopy extends CopyInfo {
   problems: string[]
@@ -53,7 +51,7 @@ export interface SnapshotRunners<C extends CopyInfo> {
  * it is written, flushed, then checked with quick_check, all in one worker thread (or the copy in the copier's
  * thread and the check in a worker). On any failure or stop the temp file is gone when the promise settles.
  */
-export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, options: WorkerTaskOptions, { copier, thread }: SnapshotRunners<C> = {}): Promise<SnapshotInfo & C> {
+export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, options: WorkerTaskOptions, { copier, thread }: SnapshotRunners<C> = {}): Promise<C> {
   const shared = { ...options, deadline: Date.now() + options.timeout }
   const inThread = <T>(task: 'snapshot' | 'quick-check', taskJob: unknown): Promise<T> => thread ? thread.run<T>(task, taskJob, shared) : runInWorker<T>(task, taskJob, shared)
   try {

@@ -4,20 +4,11 @@ import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { buildApp, integrityCheck, delay } from './helpers'
+import { buildApp, integrityCheck, delay, loggedRows } from './helpers'
 
 // An app killed with SIGKILL and started again: what it had not shipped is still in the WAL, and the next start
 // ships it on the same chain, so the history across the restart has no hole.
 const APP = join(__dirname, 'fixtures', 'continuous-app.js')
-
-function rows (path: string): number[] {
-  const db = new Database(path, { readonly: true, fileMustExist: true })
-  try {
-    return (db.prepare('SELECT n FROM log ORDER BY n').all() as Array<{ n: number }>).map((row) => row.n)
-  } finally {
-    db.close()
-  }
-}
 
 t.test('after a SIGKILL, the next start carries the chain on and ships what the dead process had not', async (t) => {
   const dir = t.testdir()
@@ -35,7 +26,7 @@ t.test('after a SIGKILL, the next start carries the chain on and ships what the 
   await delay(1500 + Math.random() * 1000)
   child.kill('SIGKILL')
   await once(child, 'exit')
-  const committed = rows(path)
+  const committed = loggedRows(path)
   t.ok(committed.length > 0, `${committed.length} rows committed before the kill`)
 
   const app = await buildApp(t, { database: path, destination, continuous: true, interval: false })
@@ -47,6 +38,6 @@ t.test('after a SIGKILL, the next start carries the chain on and ships what the 
 
   t.equal(readdirSync(join(destination, 'wal')).length, 1, 'one chain: the restart carried it on')
   const restored = await app.backup.restore('latest', { to: join(dir, 'restored.db') })
-  t.same(rows(restored.path), [...committed, last + 1], 'every row, those the dead process had not shipped included')
+  t.same(loggedRows(restored.path), [...committed, last + 1], 'every row, those the dead process had not shipped included')
   t.equal(integrityCheck(restored.path), 'ok')
 })

@@ -3,19 +3,10 @@ import { join } from 'node:path'
 import { readdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import Database from 'better-sqlite3'
-import { buildApp, createDatabase, integrityCheck, delay } from './helpers'
+import { buildApp, createDatabase, integrityCheck, delay, loggedRows } from './helpers'
 
 // Continuous backup against real files: every change committed is stored within the sync interval, and a restore
 // rebuilds the database exactly as of any moment the destination covers.
-
-function rows (path: string): number[] {
-  const db = new Database(path, { readonly: true, fileMustExist: true })
-  try {
-    return (db.prepare('SELECT n FROM log ORDER BY n').all() as Array<{ n: number }>).map((row) => row.n)
-  } finally {
-    db.close()
-  }
-}
 
 function upTo (n: number): number[] {
   return Array.from({ length: n }, (_, i) => i + 1)
@@ -52,7 +43,7 @@ t.test('sync() stores every commit made before it; restoring the latest state re
   const synced = await app.backup.sync()
   t.equal(synced.position?.commit, 25, 'the 25 commits made since the base are stored')
   const restored = await app.backup.restore('latest', { to: join(dir, 'restored.db') })
-  t.same(rows(restored.path), upTo(25))
+  t.same(loggedRows(restored.path), upTo(25))
   t.equal(restored.replayed?.commits, 25)
   t.equal(integrityCheck(restored.path), 'ok')
   const status = app.backup.status().destinations[0].continuous
@@ -76,7 +67,7 @@ t.test('without any sync() call, changes are stored within the sync interval', a
   }
   t.ok(segments(join(dir, 'backups')).length >= 1, 'a segment file holds them')
   const restored = await app.backup.restore('latest', { to: join(dir, 'restored.db') })
-  t.same(rows(restored.path), upTo(5))
+  t.same(loggedRows(restored.path), upTo(5))
 })
 
 t.test('restore({ at }) returns exactly the commits read by then, across a snapshot and the app\'s own TRUNCATE checkpoint', async (t) => {
@@ -109,7 +100,7 @@ t.test('restore({ at }) returns exactly the commits read by then, across a snaps
   await step(3)
   for (const [i, mark] of marks.entries()) {
     const restored = await app.backup.restore({ at: mark.at }, { to: join(dir, `at-${i}.db`) })
-    t.same(rows(restored.path), upTo(mark.rows), `as of mark ${i}: the first ${mark.rows} commits, no more`)
+    t.same(loggedRows(restored.path), upTo(mark.rows), `as of mark ${i}: the first ${mark.rows} commits, no more`)
     t.equal(integrityCheck(restored.path), 'ok')
   }
 })
@@ -127,7 +118,7 @@ t.test('a VACUUM and a shrinking database replay exactly', async (t) => {
   write(3)
   await app.backup.sync()
   const restored = await app.backup.restore('latest', { to: join(dir, 'restored.db') })
-  t.same(rows(restored.path), [...upTo(50), 201, 202, 203])
+  t.same(loggedRows(restored.path), [...upTo(50), 201, 202, 203])
   t.equal(integrityCheck(restored.path), 'ok')
 })
 
@@ -150,7 +141,7 @@ t.test('a restart carries on the chain; changes made while the plugin was down s
   const chains = readdirSync(join(destination, 'wal'))
   t.equal(chains.length, 1, 'one chain: the restart carried it on')
   const restored = await second.backup.restore('latest', { to: join(dir, 'second.db') })
-  t.same(rows(restored.path), upTo(15))
+  t.same(loggedRows(restored.path), upTo(15))
   await second.close()
 
   // Written while no plugin ran, then checkpointed away: the chain cannot be carried on.
@@ -162,7 +153,7 @@ t.test('a restart carries on the chain; changes made while the plugin was down s
   await third.backup.sync()
   t.equal(readdirSync(join(destination, 'wal')).length, 2, 'a second chain')
   const latest = await third.backup.restore('latest', { to: join(dir, 'third.db') })
-  t.same(rows(latest.path), upTo(22), 'the new base holds the changes made while the plugin was down')
+  t.same(loggedRows(latest.path), upTo(22), 'the new base holds the changes made while the plugin was down')
 })
 
 t.test('a missing segment is a hole: a restore past it is refused with a coded error, one before it still works', async (t) => {
@@ -187,7 +178,7 @@ t.test('a missing segment is a hole: a restore past it is refused with a coded e
   await t.rejects(app.backup.restore('latest', { to: join(dir, 'latest.db') }), { code: 'FST_SQLITE_BACKUP_CHAIN_BROKEN' })
   t.notOk(existsSync(join(dir, 'latest.db')), 'nothing was written')
   const restored = await app.backup.restore({ at: before }, { to: join(dir, 'before.db') })
-  t.same(rows(restored.path), upTo(3))
+  t.same(loggedRows(restored.path), upTo(3))
 })
 
 t.test('a damaged segment is refused like a missing one: a coded error, nothing written', async (t) => {

@@ -54,6 +54,16 @@ export function count (path: string, table: string): number {
   }
 }
 
+/** The `n` column of the `log` table that the continuous-backup tests write, in order. */
+export function loggedRows (path: string): number[] {
+  const db = new Database(path, { readonly: true, fileMustExist: true })
+  try {
+    return (db.prepare('SELECT n FROM log ORDER BY n').all() as Array<{ n: number }>).map((row) => row.n)
+  } finally {
+    db.close()
+  }
+}
+
 export function integrityCheck (path: string): string {
   const db = new Database(path, { readonly: true, fileMustExist: true })
   try {
