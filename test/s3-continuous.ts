@@ -4,25 +4,16 @@ import { writeFileSync } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { S3Client } from '@aws-sdk/client-s3'
-import type { S3Destination as S3Options } from 'fastify-sqlite-backup'
+import type { S3Destination } from 'fastify-sqlite-backup'
 import { createDatabase, buildApp, count, integrityCheck, delay } from './helpers'
-import { newBucket, listKeys, gateway, type S3Server } from './s3-server'
+import { newBucket, listKeys, gateway, s3Destination, type S3Server } from './s3-server'
 
 // Continuous backup to a real S3-compatible server: segments compressed and encrypted like snapshots, no listing
 // per pass, a server that goes away and comes back without a hole in the chain. Run by test/s3.test.ts, in its
 // process: tests there stop the server's gateway, which must never happen under these.
 
 export function continuousS3Tests (server: S3Server): void {
-  const s3 = (bucket: string, extra: Partial<S3Options> = {}): S3Options => ({
-    type: 's3',
-    bucket,
-    prefix: 'app/',
-    region: server.region,
-    endpoint: server.endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    ...extra
-  })
+  const s3 = (bucket: string, extra: Partial<S3Destination> = {}): S3Destination => s3Destination(server, bucket, extra)
 
   t.test('changes go to S3 gzipped and encrypted; the app and the command-line tool restore them as of any moment', async (t) => {
     const age = await import('age-encryption')

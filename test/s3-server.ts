@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
+import type { S3Destination } from 'fastify-sqlite-backup'
 import {
   S3Client, CreateBucketCommand, ListObjectsV2Command, ListMultipartUploadsCommand, DeleteObjectsCommand, DeleteBucketCommand
 } from '@aws-sdk/client-s3'
@@ -19,6 +20,20 @@ export interface S3Server {
 }
 
 const ENV_FILE = join(__dirname, '..', '.ci', 's3.env')
+/** An S3 destination on the test server: `bucket` under the prefix `app/`, with the server's keys. */
+export function s3Destination (server: S3Server, bucket: string, extra: Partial<S3Destination> = {}): S3Destination {
+  return {
+    type: 's3',
+    bucket,
+    prefix: 'app/',
+    region: server.region,
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    ...extra
+  }
+}
+
 export const SERVER_SCRIPT = join(__dirname, '..', '.ci', 's3-server')
 
 function readEnvFile (): Record<string, string> | undefined {

@@ -9,13 +9,13 @@ import { once } from 'node:events'
 import { inspect } from 'node:util'
 import { createGzip } from 'node:zlib'
 import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
-import backup, { type FastifySqliteBackupOptions, type S3Destination as S3Options } from 'fastify-sqlite-backup'
+import backup, { type FastifySqliteBackupOptions, type S3Destination } from 'fastify-sqlite-backup'
 import { S3BucketDestination } from '../lib/destinations/s3'
 import { resolveS3, type S3Settings } from '../lib/destinations/s3-options'
 import { decryptStream } from '../lib/destinations/encryption'
 import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder, logCapture, type LogLine } from './helpers'
 import { continuousS3Tests } from './s3-continuous'
-import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, type S3Server } from './s3-server'
+import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, s3Destination, type S3Server } from './s3-server'
 
 const server = findS3Server()
 if (!server) {
@@ -27,16 +27,7 @@ if (!server) {
 }
 
 function s3Tests (server: S3Server): void {
-  const s3 = (bucket: string, extra: Partial<S3Options> = {}): S3Options => ({
-    type: 's3',
-    bucket,
-    prefix: 'app/',
-    region: server.region,
-    endpoint: server.endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    ...extra
-  })
+  const s3 = (bucket: string, extra: Partial<S3Destination> = {}): S3Destination => s3Destination(server, bucket, extra)
 
   /** The command-line tool as a real process, with the server's keys in its environment as a user would set them. */
   const cli = ({ cwd }: { cwd?: string } = {}) => async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
@@ -592,7 +583,7 @@ function s3Tests (server: S3Server): void {
     const recipient = await age.identityToRecipient(identity)
     // The last character of a bech32 key is part of its checksum: changing it keeps the shape the options check.
     const flip = (key: string): string => key.slice(0, -1) + (key.slice(-1) === 'q' ? 'p' : 'q')
-    const keys: Array<[string, string, S3Options['encryption']]> = [
+    const keys: Array<[string, string, S3Destination['encryption']]> = [
       ['recipient', flip(recipient), { recipient: flip(recipient) }],
       ['identity', flip(identity.toLowerCase()).toUpperCase(), { identity: flip(identity.toLowerCase()).toUpperCase() }]
     ]
