@@ -279,7 +279,7 @@ export class Backups {
     await this.snapshotThread.close()
     this.leases.releaseAll()
     this.backupRun.close()
-    this.publisher.close()
+    await this.publisher.close()
   }
 
   private async scheduledRun (): Promise<void> {

@@ -133,9 +133,9 @@ export class Publisher {
     return newest
   }
 
-  /** Closes the destinations' connections. */
-  close (): void {
-    for (const { destination } of this.tracked) destination.close()
+  /** Closes the destinations' connections and threads. */
+  async close (): Promise<void> {
+    await Promise.all(this.tracked.map(({ destination }) => destination.close()))
   }
 
   /** Holding the run lease: removes what interrupted runs left in the local directories (and in `staging`). */

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { createServer, request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { Test } from 'tap'
 import type { S3Destination } from 'fastify-sqlite-backup'
 import {
@@ -111,4 +113,37 @@ export async function multipartUploads (server: S3Server, bucket: string): Promi
 /** Stops or starts the gateway (the cluster behind it keeps running). */
 export function gateway (server: S3Server, action: 'gw-stop' | 'gw-start'): void {
   execFileSync(SERVER_SCRIPT, [action], { stdio: 'pipe', env: { ...process.env, S3_RUN_DIR: server.runDir, S3_PORT: new URL(server.endpoint).port } })
+}
+
+/**
+ * A proxy in front of the server that names each request it forwards by the S3 command it is: counted at the
+ * server's door, so requests sent from any thread (uploads run in a thread of their own) are all seen.
+ */
+export async function countingProxy (t: Test, server: S3Server): Promise<{ endpoint: string, take: () => string[] }> {
+  const target = new URL(server.endpoint)
+  const seen: string[] = []
+  const proxy = createServer((request, response) => {
+    seen.push(commandOf(request.method ?? '', new URL(request.url ?? '/', 'http://proxy')))
+    const forwarded = httpRequest({ host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers }, (answer) => {
+      response.writeHead(answer.statusCode ?? 502, answer.headers)
+      answer.pipe(response)
+    })
+    forwarded.on('error', () => response.destroy())
+    request.pipe(forwarded)
+  })
+  proxy.keepAliveTimeout = 1000
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()) }))
+  return { endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, take: () => seen.splice(0).sort() }
+}
+
+function commandOf (method: string, url: URL): string {
+  const object = url.pathname.split('/').filter(Boolean).length > 1
+  const query = url.searchParams
+  if (method === 'HEAD') return object ? 'HeadObject' : 'HeadBucket'
+  if (method === 'GET') return object ? 'GetObject' : query.has('uploads') ? 'ListMultipartUploads' : query.get('list-type') === '2' ? 'ListObjectsV2' : 'ListObjects'
+  if (method === 'PUT') return query.has('partNumber') ? 'UploadPart' : object ? 'PutObject' : 'CreateBucket'
+  if (method === 'POST') return query.has('uploads') ? 'CreateMultipartUpload' : query.has('uploadId') ? 'CompleteMultipartUpload' : query.has('delete') ? 'DeleteObjects' : 'POST'
+  if (method === 'DELETE') return query.has('uploadId') ? 'AbortMultipartUpload' : object ? 'DeleteObject' : 'DeleteBucket'
+  return method
 }

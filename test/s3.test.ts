@@ -7,15 +7,19 @@ import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { inspect } from 'node:util'
+import { performance } from 'node:perf_hooks'
 import { createGzip } from 'node:zlib'
-import { S3Client, DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
+import { DeleteObjectsCommand, DeleteBucketCommand, GetObjectCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import backup, { type FastifySqliteBackupOptions, type S3Destination } from 'fastify-sqlite-backup'
-import { S3BucketDestination } from '../lib/destinations/s3'
 import { resolveS3, type S3Settings } from '../lib/destinations/s3-options'
 import { decryptStream } from '../lib/destinations/encryption'
-import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder, logCapture, type LogLine } from './helpers'
+import { createDatabase, buildApp, count, integrityCheck, backupFiles, destinationFiles, delay, waitFor, openFilesUnder, logCapture, threadCount, type LogLine } from './helpers'
 import { continuousS3Tests } from './s3-continuous'
-import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, s3Destination, type S3Server } from './s3-server'
+import { findS3Server, SKIP_MESSAGE, client, newBucket, listKeys, multipartUploads, gateway, s3Destination, countingProxy, type S3Server } from './s3-server'
+
+// The destination as built: its uploads run in a worker thread, which starts from the compiled code in dist/.
+const { S3BucketDestination } = require('../dist/destinations/s3') as typeof import('../lib/destinations/s3')
+const { uploadTask } = require('../dist/destinations/s3-upload') as typeof import('../lib/destinations/s3-upload')
 
 const server = findS3Server()
 if (!server) {
@@ -372,6 +376,7 @@ function s3Tests (server: S3Server): void {
       const { generateIdentity } = await import('age-encryption')
       const encryption = encrypted ? { identity: await generateIdentity() } : undefined
       const destination = new S3BucketDestination(resolveS3({ ...s3(bucket, { encryption }) }, 'destination'))
+      t.teardown(() => destination.close())
       globalThis.gc?.()
       const before = process.memoryUsage().rss
       let peak = before
@@ -388,6 +393,72 @@ function s3Tests (server: S3Server): void {
       t.same(await listKeys(server, bucket), [`app/${id}.json`, `app/${id}.sqlite.gz${encrypted ? '.age' : ''}`])
     })
   }
+
+  t.test('an upload runs in a thread of its own: the app\'s event loop does a small part of the work it did, and the thread ends at close', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const file = join(dir, 'snapshot.sqlite')
+    writeFileSync(file, randomBytes(48 * 1024 * 1024))
+    const settings = resolveS3({ ...s3(bucket) }, 'destination')
+    const { region, endpoint, forcePathStyle, credentials, partSize, queueSize } = settings
+    // The loop's busy time (performance.eventLoopUtilization), over the same upload run on it and run by put().
+    const busy = async (upload: () => Promise<unknown>): Promise<number> => {
+      const start = performance.eventLoopUtilization()
+      await upload()
+      return performance.eventLoopUtilization(start).active
+    }
+    const onLoop = await busy(() => uploadTask({ client: { region, endpoint, forcePathStyle, credentials }, bucket, key: 'on-loop.sqlite.gz', file, gzip: true, recipient: undefined, partSize, queueSize }, null, new AbortController().signal))
+    const threadsBefore = threadCount()
+    const destination = new S3BucketDestination(settings)
+    const id = '20260101T000000000Z-0a1b2c3d'
+    const inThread = await busy(() => destination.put(file, { id, bytes: 48 * 1024 * 1024, sha256: 'x' } as never, new AbortController().signal))
+    t.comment(`48 MiB, gzip: the event loop was busy ${onLoop.toFixed(0)} ms running the upload, ${inThread.toFixed(0)} ms waiting on its thread`)
+    t.ok(inThread < onLoop / 4, `the loop's busy time fell from ${onLoop.toFixed(0)} ms to ${inThread.toFixed(0)} ms`)
+    t.same(await listKeys(server, bucket), [`app/${id}.json`, `app/${id}.sqlite.gz`, 'on-loop.sqlite.gz'])
+    t.ok(threadCount() > threadsBefore, 'the upload thread runs')
+    await destination.close()
+    t.equal(threadCount(), threadsBefore, 'close() ended it')
+  })
+
+  t.test('uploads run side by side: a segment is not queued behind a large backup', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const large = join(dir, 'snapshot.sqlite')
+    writeFileSync(large, randomBytes(96 * 1024 * 1024))
+    const segment = join(dir, 'segment')
+    writeFileSync(segment, randomBytes(4096))
+    const destination = new S3BucketDestination(resolveS3({ ...s3(bucket, { compression: 'none' }) }, 'destination'))
+    t.teardown(() => destination.close())
+    // The thread started and warm, so that the segment's time is its upload's alone.
+    await destination.putSegment(segment, 'wal/warm-up', new AbortController().signal)
+    let backupDone = false
+    const backup = destination.put(large, { id: '20260101T000000000Z-0a1b2c3d', bytes: 96 * 1024 * 1024, sha256: 'x' } as never, new AbortController().signal)
+      .finally(() => { backupDone = true })
+    // Under way: its multipart upload is on the server.
+    for (let tries = 0; (await multipartUploads(server, bucket)).length === 0; tries++) {
+      if (tries === 1000) throw new Error('the backup\'s multipart upload never started')
+      await delay(10)
+    }
+    await destination.putSegment(segment, 'wal/segment', new AbortController().signal)
+    t.equal(backupDone, false, 'the segment is stored while the backup is still uploading')
+    await backup
+    t.same(await listKeys(server, bucket, 'app/wal/'), ['app/wal/segment', 'app/wal/warm-up'])
+  })
+
+  t.test('an upload past uploadTimeout is stopped with its code, and leaves no parts on the server', async (t) => {
+    const dir = t.testdir()
+    const bucket = await newBucket(t, server)
+    const file = join(dir, 'snapshot.sqlite')
+    writeFileSync(file, randomBytes(96 * 1024 * 1024))
+    const destination = new S3BucketDestination(resolveS3({ ...s3(bucket, { compression: 'none', uploadTimeout: 300 }) }, 'destination'))
+    t.teardown(() => destination.close())
+    const failed = await destination.put(file, { id: '20260101T000000000Z-0a1b2c3d', bytes: 96 * 1024 * 1024, sha256: 'x' } as never, new AbortController().signal)
+      .then(() => null, (err: Error & { code?: string }) => err)
+    t.match(failed, { code: 'FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT' })
+    t.equal(destination.isTransient(failed), true, 'retried, as a timeout may be a slow moment')
+    t.same(await multipartUploads(server, bucket), [], 'the multipart upload was aborted')
+    t.same(await listKeys(server, bucket), [])
+  })
 
   t.test('the command-line tool lists, verifies and restores s3:// destinations', async (t) => {
     const dir = t.testdir()
@@ -488,6 +559,7 @@ function s3Tests (server: S3Server): void {
     // At start: every upload under the prefix older than the upload timeout is a leftover.
     await delay(20)
     const leftovers = new S3BucketDestination(resolveS3({ ...s3(bucket, { uploadTimeout: 1 }) }, 'destination'), pageSize)
+    t.teardown(() => leftovers.close())
     const removed = await leftovers.removeLeftovers()
     t.equal(removed.length, 25, 'all 25 reported')
     t.same((await multipartUploads(server, bucket)).map((upload) => upload.split(' ')[0]), ['elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz'], 'all 25 aborted; the one outside the prefix is left alone')
@@ -499,6 +571,7 @@ function s3Tests (server: S3Server): void {
     await startUploads(bucket, 25, () => key)
     await startUploads(bucket, 1, () => `${key}.other`)
     const destination = new S3BucketDestination(resolveS3({ ...s3(bucket) }, 'destination'), pageSize)
+    t.teardown(() => destination.close())
     const missing = join(t.testdir(), 'missing.sqlite')
     await t.rejects(destination.put(missing, { id, bytes: 1, sha256: 'x' } as never, new AbortController().signal), 'the upload fails (its file is missing)')
     t.same((await multipartUploads(server, bucket)).map((upload) => upload.split(' ')[0]).sort(), [`${key}.other`, 'elsewhere/20260101T000000000Z-0a1b2c3d.sqlite.gz'], 'all 25 uploads of its key aborted')
@@ -559,6 +632,7 @@ function s3Tests (server: S3Server): void {
     await put(wrongSize.id, JSON.stringify({ ...wrongSize.metadata, bytes: 'a lot' }))
 
     const fresh = new S3BucketDestination(resolveS3({ ...s3(bucket) }, 'destination'))
+    t.teardown(() => fresh.close())
     const listed = await fresh.list()
     t.same(listed.map((backup) => [backup.id, backup.metadata === null]), [
       [wrongSize.id, true], [malformed.id, true], [oversized.id, true], [good.id, false]
@@ -624,6 +698,7 @@ function s3Tests (server: S3Server): void {
       writeFileSync(file, randomBytes(8 * 1024 * 1024))
       const before = openFilesUnder(dir)
       const destination = new S3BucketDestination(settings)
+      t.teardown(() => destination.close())
       await t.rejects(destination.put(file, { id, bytes: 8 * 1024 * 1024, sha256: 'x' } as never, new AbortController().signal), `${name}: the upload fails`)
       // The read stream opens its file asynchronously, possibly after put() has failed: wait for it to show up (if
       // it ever does). Then, as the plugin does with a snapshot, the file is deleted; wait for it to be closed.
@@ -662,22 +737,15 @@ function s3Tests (server: S3Server): void {
   })
 }
 
-// Counted at the SDK's door (every command the plugin sends goes through S3Client.send), against the real server.
+// Counted at the server's door, against the real server: every request the plugin sends, from any thread.
 t.test('S3 requests per backup and per list, as the README says', { skip: server ? false : SKIP_MESSAGE }, async (t) => {
   const dir = t.testdir()
   const bucket = await newBucket(t, server!)
   const db = createDatabase(join(dir, 'app.db'))
   t.teardown(() => db.close())
-  const sent: string[] = []
-  const send = S3Client.prototype.send
-  S3Client.prototype.send = function (this: S3Client, command: { constructor: { name: string } }, ...rest: unknown[]) {
-    sent.push(command.constructor.name.replace(/Command$/, ''))
-    return (send as (...args: unknown[]) => unknown).call(this, command, ...rest)
-  } as typeof send
-  t.teardown(() => { S3Client.prototype.send = send })
-  const take = (): string[] => sent.splice(0).sort()
+  const { endpoint, take } = await countingProxy(t, server!)
   const credentials = { accessKeyId: server!.accessKeyId, secretAccessKey: server!.secretAccessKey }
-  const descriptor = { type: 's3' as const, bucket, prefix: 'app/', region: server!.region, endpoint: server!.endpoint, forcePathStyle: true, credentials }
+  const descriptor = { type: 's3' as const, bucket, prefix: 'app/', region: server!.region, endpoint, forcePathStyle: true, credentials }
 
   const app = await buildApp(t, {
     database: db,
@@ -702,6 +770,7 @@ t.test('S3 requests per backup and per list, as the README says', { skip: server
   t.same(take(), ['ListObjectsV2'], 'list() in the process that wrote the records: one listing')
 
   const fresh = new S3BucketDestination(resolveS3({ ...descriptor }, 'destination'))
+  t.teardown(() => fresh.close())
   t.equal((await fresh.list()).length, 2)
   t.same(take(), ['GetObject', 'GetObject', 'ListObjectsV2'], 'list() elsewhere: one listing and one GET per record')
 })

@@ -47,8 +47,8 @@ export interface Destination {
   removeSegment (segment: SegmentRef): Promise<void>
   /** Removes the temp files of segments whose storing was interrupted; call it holding the ship lease. */
   removeSegmentLeftovers (): Promise<string[]>
-  /** Releases its connections (at close): requests still in flight fail. */
-  close (): void
+  /** Releases its connections and threads (at close): requests still in flight fail. */
+  close (): Promise<void>
 }
 
 export interface LocalCopy {

@@ -47,7 +47,7 @@ export class LocalDestination implements Destination {
     return { path: backup.path, release: async () => {} }
   }
 
-  close (): void {}
+  async close (): Promise<void> {}
 
   /** Nothing is retried: a local failure (a full disk, permissions) does not pass by itself within seconds. */
   isTransient (): boolean {

@@ -10,6 +10,20 @@ import { decryptStream } from './encryption'
 import { describeS3Error } from './s3-errors'
 import { s3Url, type S3Settings } from './s3-options'
 
+/** What a client needs of the settings: a plain object, which the upload thread is sent to make its own client. */
+export type ClientSettings = Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle' | 'credentials'>
+
+export function s3Client ({ region, endpoint, forcePathStyle, credentials }: ClientSettings): S3Client {
+  return new S3Client({
+    region,
+    endpoint,
+    forcePathStyle,
+    // Undefined: the SDK's standard chain (environment, shared files, instance or container role).
+    credentials,
+    requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 }
+  })
+}
+
 /** How a stored object becomes a local file: decrypted, decompressed, and bounded in size, as it says. */
 export interface Decoding {
   encrypted: boolean
@@ -32,14 +46,7 @@ export class S3Bucket {
   /** `listPageSize` sets MaxUploads of ListMultipartUploads (unset: the server's default, 1000). */
   constructor (readonly settings: S3Settings, private readonly listPageSize?: number) {
     this.name = s3Url(settings)
-    this.client = new S3Client({
-      region: settings.region,
-      endpoint: settings.endpoint,
-      forcePathStyle: settings.forcePathStyle,
-      // Undefined: the SDK's standard chain (environment, shared files, instance or container role).
-      credentials: settings.credentials,
-      requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 }
-    })
+    this.client = s3Client(settings)
   }
 
   /** Closes the client's sockets: a request still waiting on a server that never answers fails at once. */

@@ -37,3 +37,17 @@ export function statusOf (err: unknown): number | undefined {
   const cause = (err as { cause?: unknown }).cause
   return cause ? (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode : undefined
 }
+
+/** What the destination reads of an SDK or system error: enough to describe it and to decide on a retry. */
+export interface SentError { name?: string, message: string, code?: string, status?: number }
+
+/** An error received from the upload thread, with the fields describeS3Error() and isTransientS3Error() read. */
+export function receivedError ({ name, message, code, status }: SentError): Error {
+  return Object.assign(new Error(message), { name: name ?? 'Error', code, $metadata: { httpStatusCode: status } })
+}
+
+/** What an upload thread sends of an error. */
+export function sendableError (err: unknown): SentError {
+  const { name, message, code, $metadata: metadata } = (err ?? {}) as { name?: string, message?: string, code?: unknown, $metadata?: { httpStatusCode?: number } }
+  return { name, message: message ?? String(err), code: typeof code === 'string' ? code : undefined, status: metadata?.httpStatusCode }
+}

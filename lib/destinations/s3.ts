@@ -5,8 +5,9 @@ import {
   FST_SQLITE_BACKUP_NOT_FOUND, FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT, FST_SQLITE_BACKUP_VERIFY_FAILED
 } from '../errors'
 import { checkedRecipientOf } from './encryption'
-import { uploadFile, UploadFailed } from './s3-upload'
-import { isTransientS3Error, statusOf } from './s3-errors'
+import type { UploadJob, UploadOutcome } from './s3-upload'
+import { TaskThread } from '../worker/task-thread'
+import { isTransientS3Error, statusOf, receivedError } from './s3-errors'
 import { readAtMost, parseRecord, atMost, MAX_RECORD_BYTES } from './untrusted-objects'
 import type { S3Settings } from './s3-options'
 import { S3Bucket, type Decoding } from './s3-bucket'
@@ -36,6 +37,8 @@ export class S3BucketDestination implements Destination {
   private readonly records = new Map<string, BackupMetadata>()
   /** The recipient, once age has parsed the keys. */
   private checkedRecipient: string | undefined
+  /** Where uploads run, side by side (a segment is not queued behind a backup), away from the app's event loop. */
+  private readonly uploads = new TaskThread({ concurrent: true })
 
   /**
    * `listPageSize` sets MaxUploads of ListMultipartUploads (the server's default, 1000, when unset); the tests
@@ -63,9 +66,10 @@ export class S3BucketDestination implements Destination {
     return this.checkedRecipient
   }
 
-  /** Closes the client's sockets: a request still waiting on a server that never answers fails at once. */
-  close (): void {
+  /** Closes the client's sockets (a request still waiting on a server that never answers fails at once) and the upload thread. */
+  async close (): Promise<void> {
     this.bucket.destroy()
+    await this.uploads.close()
   }
 
   async list (): Promise<BackupInfo[]> {
@@ -113,21 +117,32 @@ export class S3BucketDestination implements Destination {
     const recipient = await this.recipient()
     const stored = `${name}${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
     const key = this.settings.prefix + stored
+    const { bucket, partSize, queueSize, uploadTimeout, region, endpoint, forcePathStyle, credentials } = this.settings
+    const job: UploadJob = { client: { region, endpoint, forcePathStyle, credentials }, bucket, key, file, gzip, recipient, partSize, queueSize }
+    let outcome: UploadOutcome
     try {
-      const { bucket, partSize, queueSize, uploadTimeout } = this.settings
-      const storedBytes = await uploadFile({ client: this.bucket.client, bucket, key, file, gzip, recipient, partSize, queueSize, uploadTimeout, signal })
-      return { name: stored, storedBytes, encrypted: recipient !== undefined }
+      outcome = await this.uploads.run<UploadOutcome>('upload', job, { timeout: uploadTimeout, signal })
     } catch (err) {
-      if (!(err instanceof UploadFailed)) throw err
-      if (err.started) {
-        // No parts may stay behind (they are billed and invisible): abort now, or before the next upload. Not while
-        // the app closes: close() must not wait on a server; the next start aborts the upload once it is stale.
-        this.pendingAborts.add(key)
-        if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
-      }
-      if (err.timedOut) throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, this.settings.uploadTimeout)
-      throw this.bucket.describe(action, err.cause)
+      // Stopped (timed out, or the app is closing) or its thread lost: parts may be left on the server.
+      await this.forgetUpload(key, signal)
+      if ((err as { code?: string }).code === 'FST_SQLITE_BACKUP_TIMEOUT') throw new FST_SQLITE_BACKUP_S3_UPLOAD_TIMEOUT(this.name, uploadTimeout)
+      throw err
     }
+    if ('failed' in outcome) {
+      if (outcome.failed.started) await this.forgetUpload(key, signal)
+      throw this.bucket.describe(action, receivedError(outcome.failed.cause))
+    }
+    return { name: stored, storedBytes: outcome.storedBytes, encrypted: recipient !== undefined }
+  }
+
+  /**
+   * No parts of a failed multipart upload may stay behind (they are billed and invisible): aborted now, or before
+   * the next upload. Not while the app closes: close() must not wait on a server; the next start aborts the upload
+   * once it is stale.
+   */
+  private async forgetUpload (key: string, signal: AbortSignal): Promise<void> {
+    this.pendingAborts.add(key)
+    if (!signal.aborted) await this.abortPendingUploads().catch(() => {})
   }
 
   async updateMetadata (metadata: BackupMetadata): Promise<void> {

@@ -9,17 +9,22 @@ import { copyBackup } from '../restore'
 import { proveChainTask } from '../continuous/chain-proof'
 import { lowerPriority } from './priority'
 
-const tasks: Record<TaskRequest['task'], (job: never, shouldStop: ShouldStop) => Promise<unknown>> = {
+/** A task polls shouldStop() between synchronous steps; one that waits on the network listens to the signal. */
+type Task = (job: never, shouldStop: ShouldStop, signal: AbortSignal) => Promise<unknown>
+
+const tasks: Record<TaskRequest['task'], Task> = {
   snapshot: snapshotTask,
   'quick-check': quickCheckTask,
   verify: verifyBackupFile,
   copy: copyBackup,
-  'prove-chain': proveChainTask
+  'prove-chain': proveChainTask,
+  // The AWS SDK is an optional dependency, loaded only by a thread that uploads.
+  upload: async (job, shouldStop, signal) => await (require('../destinations/s3-upload') as typeof import('../destinations/s3-upload')).uploadTask(job, shouldStop, signal)
 }
 
 lowerPriority()
 
-const aborted = new Set<number>()
+const running = new Map<number, AbortController>()
 parentPort!.on('message', (message: { type: 'task', id: number } & TaskRequest | { type: 'abort', id: number } | { type: 'close' }) => {
   if (message.type === 'close') {
     // Nothing else keeps the thread alive: it exits once the port is closed.
@@ -27,11 +32,13 @@ parentPort!.on('message', (message: { type: 'task', id: number } & TaskRequest |
     return
   }
   if (message.type === 'abort') {
-    aborted.add(message.id)
+    running.get(message.id)?.abort()
     return
   }
   const { id, task, job } = message
-  tasks[task](job as never, () => aborted.has(id)).then(
+  const stop = new AbortController()
+  running.set(id, stop)
+  tasks[task](job as never, () => stop.signal.aborted, stop.signal).then(
     (value) => reply({ type: 'done', value }, id),
     (err: Error & { code?: unknown }) => reply(err instanceof TaskAborted
       ? { type: 'aborted' }
@@ -40,6 +47,6 @@ parentPort!.on('message', (message: { type: 'task', id: number } & TaskRequest |
 })
 
 function reply (message: TaskReply, id: number): void {
-  aborted.delete(id)
+  running.delete(id)
   parentPort!.postMessage({ ...message, id })
 }

@@ -20,21 +20,28 @@ export interface WorkerTaskOptions {
 }
 
 /**
- * A worker thread that runs tasks one at a time, so that SQLite's synchronous work never blocks the event loop.
- * Started at the first task and kept for the next ones (starting a thread costs tens of milliseconds, more than a
- * small database's whole backup), until close(). An idle thread does not keep the process alive. A task that does
- * not stop within ABORT_GRACE_MS of being asked takes its thread with it; the next task starts another.
+ * A worker thread that runs tasks, so that SQLite's synchronous work never blocks the event loop. Started at the
+ * first task and kept for the next ones (starting a thread costs tens of milliseconds, more than a small database's
+ * whole backup), until close(). An idle thread does not keep the process alive. A task that does not stop within
+ * ABORT_GRACE_MS of being asked takes its thread with it; the next task starts another.
+ *
+ * Tasks run one at a time, unless `concurrent`: for tasks that wait on the network rather than hold the thread
+ * (uploads), so that a segment of continuous backup is not queued behind a large backup's upload.
  */
 export class TaskThread {
   private worker: Worker | undefined
   private nextId = 0
   private queue: Promise<unknown> = Promise.resolve()
+  private running = 0
+
+  constructor (private readonly options: { concurrent?: boolean } = {}) {}
 
   /**
-   * Runs one task, after any task already running. Rejects with FST_SQLITE_BACKUP_TIMEOUT or
+   * Runs one task (after any task already running, unless concurrent). Rejects with FST_SQLITE_BACKUP_TIMEOUT or
    * FST_SQLITE_BACKUP_CLOSED when stopped, and with a TaskFailure when the task itself fails.
    */
   async run<T> (task: TaskName, job: unknown, options: WorkerTaskOptions): Promise<T> {
+    if (this.options.concurrent === true) return await this.runNow<T>(task, job, options)
     const turn = this.queue.then(() => this.runNow<T>(task, job, options))
     this.queue = turn.catch(() => {})
     return await turn
@@ -84,6 +91,7 @@ export class TaskThread {
     signal.addEventListener('abort', onAbort, { once: true })
     const timeoutTimer = setTimeout(() => stop('timeout'), deadline === undefined ? timeout : Math.max(0, deadline - Date.now()))
     // While a task runs, the thread keeps the process alive like any work in progress.
+    this.running++
     worker.ref()
     let onMessage: ((message: TaskReply & { id: number }) => void) | undefined
     let onError: ((err: Error) => void) | undefined
@@ -112,7 +120,7 @@ export class TaskThread {
       if (onMessage) worker.off('message', onMessage)
       if (onError) worker.off('error', onError)
       if (onExit) worker.off('exit', onExit)
-      worker.unref()
+      if (--this.running === 0) worker.unref()
     }
   }
 }
