@@ -100,3 +100,21 @@ t.test('close() stays within closeTimeout while an upload hangs on a server that
   // for its request timeout (minutes). The bound is loose: what matters is that close() did not wait on the server.
   t.ok(took < 10_000, `close() took ${took} ms with closeTimeout 500 ms`)
 })
+
+t.test('a request the server takes and never answers fails after requestTimeout, as a network error that is retried', async (t) => {
+  const { port } = await silentServer(t)
+  const { S3BucketDestination } = require('../dist/destinations/s3') as typeof import('../lib/destinations/s3')
+  const { resolveS3 } = require('../dist/destinations/s3-options') as typeof import('../lib/destinations/s3-options')
+  const destination = new S3BucketDestination(resolveS3({
+    type: 's3', bucket: 'backups', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, requestTimeout: 500
+  }, 'destination'))
+  t.teardown(() => destination.close())
+  const started = Date.now()
+  // Before, the SDK only logged a warning at requestTimeout, and list() waited for good.
+  const failed = await destination.list().then(() => null, (err: Error) => err)
+  const took = Date.now() - started
+  t.match(failed, { code: 'FST_SQLITE_BACKUP_S3_REQUEST_FAILED', message: /ETIMEDOUT|timeout/i })
+  t.equal(destination.isTransient(failed), true, 'retried like any network error')
+  // The SDK's own retries (3 tries) each wait requestTimeout.
+  t.ok(took < 10_000, `list() failed after ${took} ms with requestTimeout 500 ms`)
+})

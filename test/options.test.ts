@@ -136,6 +136,7 @@ t.test('invalid options are rejected at registration with their code and leave n
     ['S3 queue size zero', { database, destination: { ...s3, queueSize: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.queueSize"/],
     ['S3 attempts zero', { database, destination: { ...s3, attempts: 0 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.attempts"/],
     ['S3 unparsable upload timeout', { database, destination: { ...s3, uploadTimeout: 'soon' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.uploadTimeout"/],
+    ['S3 unparsable request timeout', { database, destination: { ...s3, requestTimeout: -5 } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.requestTimeout"/],
     ['S3 encryption without keys', { database, destination: { ...s3, encryption: {} } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption"/],
     ['S3 encryption as a string', { database, destination: { ...s3, encryption: 'age' } }, 'FST_SQLITE_BACKUP_INVALID_OPTION', /"destination\.encryption"/],
     ['S3 encryption with a passphrase', { database, destination: { ...s3, encryption: { passphrase: 'TOPSECRET' } } }, 'FST_SQLITE_BACKUP_UNKNOWN_OPTION', /"destination\.encryption\.passphrase"/],
@@ -178,12 +179,13 @@ t.test('S3 destinations: defaults, prefix, arrays and staging', async (t) => {
     partSize: 8 * 1024 * 1024,
     queueSize: 2,
     uploadTimeout: 3_600_000,
+    requestTimeout: 120_000,
     attempts: 4
   }])
   t.match(resolved.stagingDirectory, /fastify-sqlite-backup-\d+$/, 'a private staging directory in the temp directory by default')
-  const staged = resolveOptions({ database, destination: { type: 's3', bucket: 'b12', region: 'x', compression: 'none', uploadTimeout: '5m' }, staging: join(dir, 'stage') })
+  const staged = resolveOptions({ database, destination: { type: 's3', bucket: 'b12', region: 'x', compression: 'none', uploadTimeout: '5m', requestTimeout: '30s' }, staging: join(dir, 'stage') })
   t.equal(staged.stagingDirectory, join(dir, 'stage'))
-  t.match(staged.destinations[0], { prefix: '', compression: 'none', uploadTimeout: 300_000 })
+  t.match(staged.destinations[0], { prefix: '', compression: 'none', uploadTimeout: 300_000, requestTimeout: 30_000 })
   const both = resolveOptions({ database, destination: [{ type: 's3', bucket: 'b12', region: 'x' }, local] })
   t.equal(both.stagingDirectory, local, 'snapshots are staged in the first local destination')
   t.same(both.destinations.map((destination) => destination.type), ['s3', 'local'])

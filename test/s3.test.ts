@@ -400,14 +400,14 @@ function s3Tests (server: S3Server): void {
     const file = join(dir, 'snapshot.sqlite')
     writeFileSync(file, randomBytes(48 * 1024 * 1024))
     const settings = resolveS3({ ...s3(bucket) }, 'destination')
-    const { region, endpoint, forcePathStyle, credentials, partSize, queueSize } = settings
+    const { region, endpoint, forcePathStyle, credentials, requestTimeout, partSize, queueSize } = settings
     // The loop's busy time (performance.eventLoopUtilization), over the same upload run on it and run by put().
     const busy = async (upload: () => Promise<unknown>): Promise<number> => {
       const start = performance.eventLoopUtilization()
       await upload()
       return performance.eventLoopUtilization(start).active
     }
-    const onLoop = await busy(() => uploadTask({ client: { region, endpoint, forcePathStyle, credentials }, bucket, key: 'on-loop.sqlite.gz', file, gzip: true, recipient: undefined, partSize, queueSize }, null, new AbortController().signal))
+    const onLoop = await busy(() => uploadTask({ client: { region, endpoint, forcePathStyle, credentials, requestTimeout }, bucket, key: 'on-loop.sqlite.gz', file, gzip: true, recipient: undefined, partSize, queueSize }, null, new AbortController().signal))
     const threadsBefore = threadCount()
     const destination = new S3BucketDestination(settings)
     const id = '20260101T000000000Z-0a1b2c3d'

@@ -92,6 +92,11 @@ declare namespace fastifySqliteBackup {
     queueSize?: number
     /** Longest time one upload may take before it is aborted (and retried). Default `'1h'`. */
     uploadTimeout?: Duration
+    /**
+     * Longest wait for the server's answer to one request, and longest a download may stall; past it the request
+     * fails (and the backup is retried). Default `'2m'`.
+     */
+    requestTimeout?: Duration
     /** Tries per backup, with exponential backoff and jitter between them. Default `4`. */
     attempts?: number
     /**

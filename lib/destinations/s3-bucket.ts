@@ -11,16 +11,19 @@ import { describeS3Error } from './s3-errors'
 import { s3Url, type S3Settings } from './s3-options'
 
 /** What a client needs of the settings: a plain object, which the upload thread is sent to make its own client. */
-export type ClientSettings = Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle' | 'credentials'>
+export type ClientSettings = Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle' | 'credentials' | 'requestTimeout'>
 
-export function s3Client ({ region, endpoint, forcePathStyle, credentials }: ClientSettings): S3Client {
+export function s3Client ({ region, endpoint, forcePathStyle, credentials, requestTimeout }: ClientSettings): S3Client {
   return new S3Client({
     region,
     endpoint,
     forcePathStyle,
     // Undefined: the SDK's standard chain (environment, shared files, instance or container role).
     credentials,
-    requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 }
+    // Without throwOnRequestTimeout the SDK only logs a warning when requestTimeout passes, and a server that takes
+    // the request and never answers holds it (and every backup queued behind it) for good. The socket timeout
+    // bounds a body that stops flowing.
+    requestHandler: { connectionTimeout: 10_000, requestTimeout, throwOnRequestTimeout: true, socketTimeout: requestTimeout }
   })
 }
 

@@ -19,6 +19,8 @@ export interface S3Settings {
   queueSize: number
   /** Longest time one upload (data and record) may take before it is aborted. */
   uploadTimeout: number
+  /** Longest wait for the server's answer to one request (headers; a body then must not stall as long). */
+  requestTimeout: number
   /** Tries per backup, the first included. */
   attempts: number
 }
@@ -28,6 +30,7 @@ const S3_DEFAULTS = {
   partSize: 8 * 1024 * 1024,
   queueSize: 2,
   uploadTimeout: 60 * 60_000,
+  requestTimeout: 2 * 60_000,
   attempts: 4
 } as const
 
@@ -35,7 +38,7 @@ const S3_DEFAULTS = {
 const MIN_PART_SIZE = 5 * 1024 * 1024
 const S3_KEYS = [
   'type', 'bucket', 'prefix', 'region', 'endpoint', 'forcePathStyle', 'credentials', 'compression',
-  'partSize', 'queueSize', 'uploadTimeout', 'attempts', 'encryption'
+  'partSize', 'queueSize', 'uploadTimeout', 'requestTimeout', 'attempts', 'encryption'
 ] as const
 const AGE_RECIPIENT = /^age1[0-9a-z]{20,}$/
 const AGE_IDENTITY = /^AGE-SECRET-KEY-[0-9A-Z-]{20,}$/
@@ -90,6 +93,7 @@ export function resolveS3 (value: Record<string, unknown>, where: string): S3Set
     partSize: integer(`${where}.partSize`, value.partSize, S3_DEFAULTS.partSize, MIN_PART_SIZE, 5 * 1024 ** 3),
     queueSize: integer(`${where}.queueSize`, value.queueSize, S3_DEFAULTS.queueSize, 1, 16),
     uploadTimeout: durationOption(`${where}.uploadTimeout`, value.uploadTimeout, S3_DEFAULTS.uploadTimeout),
+    requestTimeout: durationOption(`${where}.requestTimeout`, value.requestTimeout, S3_DEFAULTS.requestTimeout),
     attempts: integer(`${where}.attempts`, value.attempts, S3_DEFAULTS.attempts, 1, 20),
     encryption: encryption(value.encryption, `${where}.encryption`)
   }

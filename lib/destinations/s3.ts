@@ -117,8 +117,8 @@ export class S3BucketDestination implements Destination {
     const recipient = await this.recipient()
     const stored = `${name}${gzip ? '.gz' : ''}${recipient ? '.age' : ''}`
     const key = this.settings.prefix + stored
-    const { bucket, partSize, queueSize, uploadTimeout, region, endpoint, forcePathStyle, credentials } = this.settings
-    const job: UploadJob = { client: { region, endpoint, forcePathStyle, credentials }, bucket, key, file, gzip, recipient, partSize, queueSize }
+    const { bucket, partSize, queueSize, uploadTimeout, region, endpoint, forcePathStyle, credentials, requestTimeout } = this.settings
+    const job: UploadJob = { client: { region, endpoint, forcePathStyle, credentials, requestTimeout }, bucket, key, file, gzip, recipient, partSize, queueSize }
     let outcome: UploadOutcome
     try {
       outcome = await this.uploads.run<UploadOutcome>('upload', job, { timeout: uploadTimeout, signal })
