@@ -4,7 +4,7 @@
 import { readFileSync, rmSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3'
+import { S3Client, CreateBucketCommand, ListObjectsV2Command, DeleteObjectCommand } from '@aws-sdk/client-s3'
 import Fastify from 'fastify'
 import backup from 'fastify-sqlite-backup'
 import { ensureDatabase, fileSize } from './lib/database.mjs'
@@ -21,7 +21,8 @@ const staging = join(SCRATCH_DIR, 's3-staging')
 rmSync(staging, { recursive: true, force: true })
 mkdirSync(staging, { mode: 0o700 })
 const bucket = `bench-${Date.now()}`
-await new S3Client({ region: env.S3_REGION, endpoint: env.S3_ENDPOINT, forcePathStyle: true, credentials }).send(new CreateBucketCommand({ Bucket: bucket }))
+const client = new S3Client({ region: env.S3_REGION, endpoint: env.S3_ENDPOINT, forcePathStyle: true, credentials })
+await client.send(new CreateBucketCommand({ Bucket: bucket }))
 
 const app = Fastify()
 await app.register(backup, {
@@ -37,6 +38,9 @@ const result = await app.backup.now({ force: true })
 const after = peakRss()
 await app.close()
 rmSync(staging, { recursive: true, force: true })
+// The test server keeps objects in memory: what was uploaded is deleted.
+for (const { Key } of (await client.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ?? []) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }))
+client.destroy()
 
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 console.log('| database | stored | compression | upload + snapshot | peak memory growth (VmHWM) |')
