@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { readdir } from 'node:fs/promises'
 import type { FastifyBaseLogger } from 'fastify'
-import type { BackupFailure, BackupMetadata, ContinuousStatus, SyncResult } from '../../types/index'
+import type { BackupMetadata, ContinuousStatus, SyncResult } from '../../types/index'
 import type { ContinuousSettings } from '../options'
 import type { Destination } from '../destinations/destination'
 import type { SnapshotCopier, CopyInfo } from '../snapshot'
@@ -11,9 +11,9 @@ import { until } from '../operations'
 import { removeFile } from '../durable-fs'
 import { FST_SQLITE_BACKUP_SYNC_FAILED, FST_SQLITE_BACKUP_CLOSED } from '../errors'
 import { FollowerThread } from './follower-thread'
-import type { CutSegment } from './follower'
 import type { SnapshotContinuity } from './follower-protocol'
-import { segmentName, chainsOf, type SegmentRef } from './chain'
+import { DestinationProgress } from './destination-progress'
+import { findResumePoint, pruneChanges, type ResumePoint } from './stored-changes'
 
 // How often the follower reads the WAL and moves its read lock on: the longest an app's own TRUNCATE checkpoint
 // waits for it, and the precision of the commit times a point-in-time restore goes by.
@@ -35,17 +35,6 @@ export interface ShipperContext {
   needBase: () => Promise<unknown>
 }
 
-/** One destination, and what of the changes it holds. */
-interface Progress {
-  destination: Destination
-  /** Cut segments not stored there yet, oldest first: stored strictly in order, so that a chain never has a hole. */
-  queue: CutSegment[]
-  stored: { chain: string, commit: number } | null
-  lastStoredAt: number | null
-  oldestBase: number | null
-  lastError: BackupFailure | null
-}
-
 export type BaseCopy = CopyInfo & { continuity?: SnapshotContinuity & { fromAt: number, pinnedAt: number } }
 
 /**
@@ -54,7 +43,7 @@ export type BaseCopy = CopyInfo & { continuity?: SnapshotContinuity & { fromAt: 
  */
 export class Shipper {
   private readonly lease: Lease
-  private readonly progress: Progress[]
+  private readonly progress: DestinationProgress[]
   private readonly queue = new RunQueue<SyncResult>(() => this.pass())
   private follower: FollowerThread | undefined
   private timer: NodeJS.Timeout | undefined
@@ -71,7 +60,7 @@ export class Shipper {
 
   constructor (private readonly context: ShipperContext) {
     this.lease = new Lease(join(context.spoolDirectory, `.ship-${context.scope}.lock`))
-    this.progress = context.destinations.map((destination) => ({ destination, queue: [], stored: null, lastStoredAt: null, oldestBase: null, lastError: null }))
+    this.progress = context.destinations.map((destination) => new DestinationProgress(destination))
   }
 
   /** A base snapshot of the current chain has been asked for and is not published yet. */
@@ -129,36 +118,14 @@ export class Shipper {
   }
 
   status (index: number): ContinuousStatus {
-    const item = this.progress[index]
-    const oldest = item.queue[0]
-    return {
-      position: item.stored,
-      lagMs: oldest?.firstAt === undefined ? 0 : Math.max(0, Date.now() - oldest.firstAt),
-      walBytes: this.walBytes,
-      window: item.oldestBase !== null && item.lastStoredAt !== null && item.lastStoredAt >= item.oldestBase
-        ? { from: new Date(item.oldestBase), to: new Date(item.lastStoredAt) }
-        : null,
-      lastError: item.lastError
-    }
+    return this.progress[index].status(this.walBytes)
   }
 
-  /**
-   * Deletes the changes no kept base needs: every chain older than the oldest kept base's, and in its chain the
-   * segments read before that base. Called after retention deleted snapshots.
-   */
+  /** Deletes the changes no kept base needs (see stored-changes.ts). Called after retention deleted snapshots. */
   async prune (destination: Destination): Promise<void> {
-    const bases = (await destination.list()).filter((backup) => backup.metadata?.continuous !== undefined)
-    const oldest = bases.at(-1)?.metadata?.continuous
-    if (oldest === undefined) return
+    const oldestBase = await pruneChanges(destination, this.context.log)
     const item = this.progress.find((entry) => entry.destination === destination)
-    if (item) item.oldestBase = oldest.pinnedAt
-    const doomed: SegmentRef[] = []
-    for (const [chain, segments] of chainsOf(await destination.listSegments())) {
-      if (chain < oldest.chain) doomed.push(...segments)
-      else if (chain === oldest.chain) doomed.push(...segments.filter((segment) => segment.lastAt < oldest.fromAt))
-    }
-    for (const segment of doomed) await destination.removeSegment(segment)
-    if (doomed.length > 0) this.context.log.debug({ destination: destination.name, segments: doomed.length }, 'sqlite backup: deleted the changes no kept snapshot needs')
+    if (item && oldestBase !== null) item.oldestBase = oldestBase
   }
 
   /** Ships what is left (within the caller's bound), then lets the WAL go. */
@@ -267,8 +234,9 @@ export class Shipper {
    * The resume point, or none (a new chain) when the destinations cannot tell within RESUME_TIMEOUT: a server that
    * never answers must hold neither the app's start nor the shipping of new changes.
    */
-  private async boundedResumePoint (): Promise<Awaited<ReturnType<Shipper['resumePoint']>>> {
-    const finding = this.resumePoint()
+  private async boundedResumePoint (): Promise<ResumePoint | undefined> {
+    const { destinations, spoolDirectory, scope, closing } = this.context
+    const finding = findResumePoint(destinations, join(spoolDirectory, `.resume-${scope}-${process.pid}.seg`), closing)
     try {
       return await until(AbortSignal.any([AbortSignal.timeout(RESUME_TIMEOUT), this.context.closing]), finding)
     } catch (err) {
@@ -277,21 +245,6 @@ export class Shipper {
       this.context.log.warn({ err }, 'sqlite backup: could not read where the stored changes end; a new chain starts')
       return undefined
     }
-  }
-
-  /** The chain's last stored segment, when every destination agrees on it; the follower checks the WAL still holds it. */
-  private async resumePoint (): Promise<{ state: { path: string }, release: () => Promise<void> } | undefined> {
-    let last: SegmentRef | undefined
-    for (const [index, item] of this.progress.entries()) {
-      const chains = [...chainsOf(await item.destination.listSegments()).values()]
-      const newest = chains.at(-1)?.at(-1)
-      if (index > 0 && newest?.name.replace(/\.seg.*$/, '') !== last?.name.replace(/\.seg.*$/, '')) return undefined
-      last = newest
-    }
-    if (last === undefined) return undefined
-    const source = this.progress[0].destination
-    const copy = await source.segmentCopy(last, join(this.context.spoolDirectory, `.resume-${this.context.scope}-${process.pid}.seg`), this.context.closing)
-    return { state: { path: copy.path }, release: () => copy.release() }
   }
 
   /**
@@ -319,7 +272,7 @@ export class Shipper {
       this.spooled.add(cut.segment.path)
       for (const item of this.progress) item.queue.push(cut.segment)
     }
-    const failures = (await Promise.all(this.progress.map((item) => this.drain(item)))).filter((failure) => failure !== undefined)
+    const failures = (await Promise.all(this.progress.map((item) => item.drain(this.context.closing, this.context.log)))).filter((failure) => failure !== undefined)
     await this.removeShipped()
     if (failures.length > 0) {
       const [first] = failures
@@ -327,25 +280,6 @@ export class Shipper {
     }
     const stored = this.progress[0].stored
     return { position: stored, durationMs: Date.now() - started }
-  }
-
-  private async drain (item: Progress): Promise<{ destination: string, err: Error } | undefined> {
-    while (item.queue.length > 0) {
-      const segment = item.queue[0]
-      try {
-        await item.destination.putSegment(segment.path, segmentName(segment.chain, segment.index, segment.firstAt!, segment.lastAt!), this.context.closing)
-      } catch (err) {
-        if (item.lastError === null) this.context.log.error({ err, destination: item.destination.name }, 'sqlite backup: storing changes failed; retrying at the next pass')
-        item.lastError = { at: new Date(), code: (err as { code?: string }).code ?? 'UNKNOWN', message: (err as Error).message }
-        return { destination: item.destination.name, err: err as Error }
-      }
-      item.queue.shift()
-      item.stored = { chain: segment.chain, commit: segment.lastCommit }
-      item.lastStoredAt = segment.lastAt!
-      if (item.lastError !== null) this.context.log.info({ destination: item.destination.name }, 'sqlite backup: storing changes works again')
-      item.lastError = null
-    }
-    return undefined
   }
 
   /** Removes the spool files that every destination has stored. */

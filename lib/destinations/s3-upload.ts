@@ -27,7 +27,7 @@ export interface UploadJob {
 export type UploadOutcome = { storedBytes: number } | { failed: { started: boolean, cause: SentError } }
 
 /** An upload that failed once it had begun: `started` when S3 may hold parts of it. */
-export class UploadFailed extends Error {
+class UploadFailed extends Error {
   constructor (readonly started: boolean, options: { cause: unknown }) {
     super('the upload failed', options)
   }
