@@ -6,6 +6,10 @@ import { TaskAborted, type ShouldStop } from './protocol'
 
 // One buffer, reused for every read: hashing a file of any size allocates nothing more.
 const CHUNK_BYTES = 256 * 1024
+// A check reads each page about once, so a big page cache buys nothing, and filling fresh memory costs a page fault
+// per page: with 64 KiB instead of SQLite's default 2 MB, quick_check took 2 ms instead of 10 ms at 1 MB, 150 ms
+// instead of 273 ms at 100 MB and 1.5 s instead of 1.8 s at 1 GB (integrity_check alike).
+const CHECK_CACHE_KIB = 64
 
 /** sha256 and size of a file, read in small chunks so that memory stays flat and a stop is honoured quickly. */
 export async function hashFile (path: string, shouldStop: ShouldStop): Promise<Checksum> {
@@ -39,6 +43,7 @@ export async function quickCheckTask (job: { path: string }): Promise<string[]> 
 export function checkDatabaseFile (path: string, pragma: 'quick_check' | 'integrity_check'): string[] {
   const db = new Database(path, { readonly: true, fileMustExist: true })
   try {
+    db.pragma(`cache_size = -${CHECK_CACHE_KIB}`)
     const rows = db.pragma(pragma) as Array<Record<string, string>>
     return rows.map((row) => row[pragma]).filter((line) => line !== 'ok')
   } finally {
