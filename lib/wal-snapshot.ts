@@ -24,6 +24,7 @@ import type Database from 'better-sqlite3'
 import type { Checksum } from './record'
 import { readWalHeader, indexCommits, readFramePage, readFully, type WalIndex } from './continuous/wal-file'
 import { IoPace } from './io-pace'
+import { takeBuffer, keepBuffer } from './kept-buffers'
 import { borrowDescriptor } from './borrowed-descriptors'
 import { beginReadTransaction, retryWhileBusy } from './read-transaction'
 import { TaskAborted, type ShouldStop } from './worker/protocol'
@@ -106,7 +107,7 @@ export async function pinWithWal (databasePath: string, source: Database.Databas
     closeSync(fd)
     return undefined
   }
-  const index = indexCommits(fd, walHeader, undefined, mxFrame)
+  const index = indexCommits(fd, walHeader, mxFrame)
   if (index.position.frame !== mxFrame) {
     closeSync(fd)
     return undefined
@@ -158,7 +159,7 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
     if (index.dbSize !== pageCount) throw new RawCopyUnproven(`the WAL's last commit has ${index.dbSize} pages, the snapshot ${pageCount}`)
   }
   const pagesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / pageSize))
-  const buffer = Buffer.allocUnsafe(pagesPerChunk * pageSize)
+  const buffer = takeBuffer(pagesPerChunk * pageSize)
   const hash = createHash('sha256')
   const pace = new IoPace(job.maxRate)
   const target = openSync(job.tempPath, 'r+')
@@ -190,6 +191,7 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
   } finally {
     await pace.settle()
     closeSync(target)
+    keepBuffer(buffer)
   }
   return { sha256: hash.digest('hex'), bytes: pageCount * pageSize }
 }

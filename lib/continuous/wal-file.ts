@@ -1,5 +1,6 @@
 import { fstatSync, readSync } from 'node:fs'
 import { sameIncarnation, type WalPosition } from './position'
+import { takeBuffer, keepBuffer } from '../kept-buffers'
 
 // A reader of SQLite's write-ahead log (the `<db>-wal` file), as https://www.sqlite.org/fileformat2.html section 4
 // describes it. It runs in a worker thread, so it reads with blocking calls on a file descriptor that the caller
@@ -136,7 +137,7 @@ export function readCommits (fd: number, header: WalHeader, from: WalPosition, o
   let position = from
   let transaction: WalFrame[] = []
   let bytes = 0
-  scanFrames(fd, header, from, (frame) => {
+  scanFrames(fd, header, from, { trustUntil: 0 }, (frame) => {
     transaction.push({ pgno: frame.pgno, data: Buffer.from(frame.chunk.subarray(frame.at, frame.at + header.pageSize)) })
     if (frame.dbSize === 0) return true
     position = { ...start, frame: frame.frame, checksum: frame.checksum }
@@ -160,17 +161,20 @@ export interface WalIndex {
 }
 
 /**
- * Indexes the committed frames of the WAL whose header is `header`, from its start or, when `from` is an index of
- * the same incarnation, from where that one ended (it is extended in place), up to frame `until` at most. Reads
- * page numbers, not pages: a snapshot's frames are then read one by one as the copy reaches them (`readFramePage`).
+ * Indexes the committed frames of the WAL whose header is `header`, from its start up to frame `until` at most.
+ * Reads page numbers, not pages: a snapshot's frames are then read one by one as the copy reaches them
+ * (`readFramePage`).
+ *
+ * `until` is the mxFrame of a snapshot pinned by a read transaction, read from the wal-index: SQLite's own readers
+ * take the frames up to it on the wal-index's word and never verify their checksums, and neither does this (it
+ * still checks their salts). Computing them costs milliseconds per MiB of WAL, and a WAL held back by a reader
+ * grows to many MiB. Without `until`, every frame is verified, and the index ends where the valid frames do.
  */
-export function indexCommits (fd: number, header: WalHeader, from?: WalIndex, until = Infinity): WalIndex {
+export function indexCommits (fd: number, header: WalHeader, until?: number): WalIndex {
   const start = startOf(header)
-  const index = from !== undefined && sameIncarnation(from.position, start)
-    ? from
-    : { header, position: start, dbSize: undefined, pages: new Map<number, number>() }
+  const index: WalIndex = { header, position: start, dbSize: undefined, pages: new Map<number, number>() }
   let transaction: Array<[number, number]> = []
-  scanFrames(fd, header, index.position, (frame) => {
+  scanFrames(fd, header, index.position, { trustUntil: until ?? 0 }, (frame) => {
     transaction.push([frame.pgno, frame.frame])
     if (frame.dbSize !== 0) {
       for (const [pgno, at] of transaction) index.pages.set(pgno, at)
@@ -178,7 +182,7 @@ export function indexCommits (fd: number, header: WalHeader, from?: WalIndex, un
       index.position = { ...start, frame: frame.frame, checksum: frame.checksum }
       index.dbSize = frame.dbSize
     }
-    return frame.frame < until
+    return until === undefined || frame.frame < until
   })
   return index
 }
@@ -215,31 +219,39 @@ interface ScannedFrame {
 
 /**
  * Visits the valid frames after `from` in order, until an invalid frame, the end of the file, or a visit that
- * returns false. A partial frame at the end is one being written (or torn): a later call reads it whole.
+ * returns false. A partial frame at the end is one being written (or torn): a later call reads it whole. Frames up
+ * to `trustUntil` are taken with the checksum they store, unverified (see indexCommits).
  */
-function scanFrames (fd: number, header: WalHeader, from: WalPosition, visit: (frame: ScannedFrame) => boolean): void {
+function scanFrames (fd: number, header: WalHeader, from: WalPosition, { trustUntil }: { trustUntil: number }, visit: (frame: ScannedFrame) => boolean): void {
   const { pageSize, salt1, salt2, bigEndianChecksums } = header
   const frameSize = pageSize + FRAME_HEADER_SIZE
   const framesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / frameSize))
-  const chunk = Buffer.allocUnsafe(framesPerChunk * frameSize)
+  const chunk = takeBuffer(framesPerChunk * frameSize)
   let frame = from.frame
   let checksum = from.checksum
   let offset = frameOffset(frame + 1, frameSize)
-  for (;;) {
-    const got = readFully(fd, chunk, chunk.length, offset)
-    const whole = Math.floor(got / frameSize)
-    for (let at = 0; at < whole * frameSize; at += frameSize) {
-      const pgno = chunk.readUInt32BE(at)
-      // SQLite's own recovery also rejects page number 0 (walDecodeFrame), before it looks at the checksum.
-      if (pgno === 0 || chunk.readUInt32BE(at + 8) !== salt1 || chunk.readUInt32BE(at + 12) !== salt2) return
-      const next = walChecksum(chunk, at + FRAME_HEADER_SIZE, at + frameSize, walChecksum(chunk, at, at + 8, checksum, bigEndianChecksums), bigEndianChecksums)
-      if (next[0] !== chunk.readUInt32BE(at + 16) || next[1] !== chunk.readUInt32BE(at + 20)) return
-      checksum = next
-      frame++
-      if (!visit({ pgno, dbSize: chunk.readUInt32BE(at + 4), frame, checksum, chunk, at: at + FRAME_HEADER_SIZE })) return
+  try {
+    for (;;) {
+      const got = readFully(fd, chunk, chunk.length, offset)
+      const whole = Math.floor(got / frameSize)
+      for (let at = 0; at < whole * frameSize; at += frameSize) {
+        const pgno = chunk.readUInt32BE(at)
+        // SQLite's own recovery also rejects page number 0 (walDecodeFrame), before it looks at the checksum.
+        if (pgno === 0 || chunk.readUInt32BE(at + 8) !== salt1 || chunk.readUInt32BE(at + 12) !== salt2) return
+        const stored: [number, number] = [chunk.readUInt32BE(at + 16), chunk.readUInt32BE(at + 20)]
+        if (frame + 1 > trustUntil) {
+          const next = walChecksum(chunk, at + FRAME_HEADER_SIZE, at + frameSize, walChecksum(chunk, at, at + 8, checksum, bigEndianChecksums), bigEndianChecksums)
+          if (!sameChecksum(next, stored)) return
+        }
+        checksum = stored
+        frame++
+        if (!visit({ pgno, dbSize: chunk.readUInt32BE(at + 4), frame, checksum, chunk, at: at + FRAME_HEADER_SIZE })) return
+      }
+      if (whole < framesPerChunk) return
+      offset += whole * frameSize
     }
-    if (whole < framesPerChunk) return
-    offset += whole * frameSize
+  } finally {
+    keepBuffer(chunk)
   }
 }
 

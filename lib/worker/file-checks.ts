@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import Database from 'better-sqlite3'
 import type { Checksum } from '../record'
+import { takeBuffer, keepBuffer } from '../kept-buffers'
 import { TaskAborted, type ShouldStop } from './protocol'
 
 // One buffer, reused for every read: hashing a file of any size allocates nothing more.
@@ -14,7 +15,7 @@ const CHECK_CACHE_KIB = 64
 /** sha256 and size of a file, read in small chunks so that memory stays flat and a stop is honoured quickly. */
 export async function hashFile (path: string, shouldStop: ShouldStop): Promise<Checksum> {
   const hash = createHash('sha256')
-  const buffer = Buffer.allocUnsafe(CHUNK_BYTES)
+  const buffer = takeBuffer(CHUNK_BYTES)
   let bytes = 0
   const file = await open(path, 'r')
   try {
@@ -27,6 +28,7 @@ export async function hashFile (path: string, shouldStop: ShouldStop): Promise<C
     }
   } finally {
     await file.close()
+    keepBuffer(buffer)
   }
   return { sha256: hash.digest('hex'), bytes }
 }
