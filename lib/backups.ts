@@ -150,6 +150,8 @@ export class Backups {
     this.backupRun.resume(newest)
     if (newest) this.shipper?.basePublished(newest)
     await this.shipper?.start()
+    // Started now, beside the app's own start: the first backup then costs what every later one does.
+    this.snapshotThread.start()
     this.phase = 'ready'
     if (this.schedule) {
       // Known from the start, so that status() tells at once whether this process backs up on its schedule.

@@ -96,6 +96,22 @@ t.test('runOnStart backs up right after ready without delaying it', async (t) =>
   t.equal(app.backup.status().nextRunAt, null, 'no schedule with interval: false')
 })
 
+t.test('the snapshot thread starts on ready, before any backup, and close() ends it', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const db = createDatabase(path)
+  t.teardown(() => db.close())
+  await delay(100) // let the previous test's threads finish exiting
+  const threadsBefore = threadCount()
+  const app = Fastify()
+  await app.register(backup, { database: path, destination: join(dir, 'backups'), interval: false })
+  await app.ready()
+  await waitFor(() => threadCount() > threadsBefore, 5000)
+  t.equal(app.backup.status().published + app.backup.status().skipped, 0, 'the thread is up with no backup taken')
+  await app.close()
+  t.equal(threadCount(), threadsBefore, 'close() ended it')
+})
+
 t.test('concurrent calls share runs and never run two snapshots at once', async (t) => {
   const dir = t.testdir()
   const db = createDatabase(join(dir, 'app.db'))

@@ -47,6 +47,11 @@ export class TaskThread {
     return await turn
   }
 
+  /** Starts the thread now, if it is not running, so that the next task does not wait for it to start. */
+  start (): void {
+    this.thread()
+  }
+
   /**
    * Ends the thread: asked to exit by itself (so that it leaves as a finished thread does, its coverage data or
    * anything else flushed at exit included), terminated if it has not within CLOSE_GRACE_MS. Call it once no task
