@@ -5,6 +5,7 @@ import type { Checksum } from './record'
 import { TaskAborted, TaskFailure, type ShouldStop } from './worker/protocol'
 import { runInWorker, type TaskThread, type WorkerTaskOptions } from './worker/task-thread'
 import { hashFile, checkDatabaseFile } from './worker/file-checks'
+import { copyWhileChecking, CHECK_BESIDE_COPY_MIN_BYTES } from './check-beside-copy'
 import { flushFile, removeFile } from './durable-fs'
 import { IoPace, removeGradually, type DiskPace } from './io-pace'
 import { pinWithWal, closeWal, copyWalSnapshot, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
@@ -32,9 +33,11 @@ export interface CopyInfo extends Checksum {
   sqliteVersion: string
 }
 
-/** The copy and the check of the copy, in one worker thread. */
+/** The copy and its check, by the snapshot thread (with its helper for a large WAL snapshot). */
 interface CheckedCopy extends CopyInfo {
   problems: string[]
+  /** What quick_check read: the pinned snapshot, beside its raw copy, or the copy once written. */
+  checked: 'pinned-snapshot' | 'copy'
 }
 
 /** Makes the copy somewhere else than in a worker of its own (continuous backup makes it in its follower thread). */
@@ -61,7 +64,8 @@ export async function takeSnapshot<C extends CopyInfo> (job: SnapshotJob, option
       copied = await copier(job, shared)
       problems = await inThread<string[]>('quick-check', { path: job.tempPath })
     } else {
-      const { problems: found, ...info } = await inThread<CheckedCopy>('snapshot', job)
+      // Which of the two the check read is for the tests of snapshotTask; the caller needs the copy's facts only.
+      const { problems: found, checked: _checked, ...info } = await inThread<CheckedCopy>('snapshot', job)
       // Without a copier, C is CopyInfo itself.
       copied = info as C
       problems = found
@@ -82,11 +86,19 @@ export async function removeTemp (tempPath: string, disk?: DiskPace): Promise<vo
   await removeFile(`${tempPath}-journal`)
 }
 
-/** Worker task: the snapshot, then quick_check of the copy, without a second thread. */
+/** Worker task: the snapshot and its quick_check, beside the copy for a large WAL snapshot, after it otherwise. */
 export async function snapshotTask (job: SnapshotJob, shouldStop: ShouldStop): Promise<CheckedCopy> {
-  const copied = await snapshotDatabase(job, shouldStop)
+  const copied = await snapshotDatabase(job, shouldStop, { checkBesideCopy: true })
+  if (copied.problems !== undefined) return { ...copied, problems: copied.problems, checked: 'pinned-snapshot' }
   if (shouldStop()) throw new TaskAborted()
-  return { ...copied, problems: checkDatabaseFile(job.tempPath, 'quick_check') }
+  return { ...copied, problems: checkDatabaseFile(job.tempPath, 'quick_check'), checked: 'copy' }
+}
+
+export interface SnapshotSteps {
+  /** Called once the snapshot is pinned: continuous backup notes where its WAL reading stands then. */
+  onPinned?: () => void
+  /** A large raw copy is checked while it is made (check-beside-copy.ts), and the result carries `problems`. */
+  checkBesideCopy?: boolean
 }
 
 /**
@@ -94,7 +106,7 @@ export async function snapshotTask (job: SnapshotJob, shouldStop: ShouldStop): P
  * as file bytes with its WAL laid over (wal-snapshot.ts); a rollback-journal database, or a WAL snapshot the raw
  * copy cannot prove, through SQLite's backup API, under the same read transaction.
  */
-export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, onPinned?: () => void): Promise<CopyInfo> {
+export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, { onPinned, checkBesideCopy = false }: SnapshotSteps = {}): Promise<CopyInfo & { problems?: string[] }> {
   // Read-write although it never writes: like any connection, it must be able to roll back the hot journal of a
   // writer that crashed mid-transaction, or the database could not be backed up until the app opens it again.
   const source = new Database(job.source, { fileMustExist: true })
@@ -119,7 +131,13 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
 
     if (pinned !== undefined) {
       try {
-        const checksum = await copyWalSnapshot({ tempPath: job.tempPath, pageSize, pageCount, snapshot: pinned, maxRate: job.maxRate }, shouldStop).catch(diskFull)
+        const rawJob = { tempPath: job.tempPath, pageSize, pageCount, snapshot: pinned, maxRate: job.maxRate }
+        if (checkBesideCopy && pageCount * pageSize >= CHECK_BESIDE_COPY_MIN_BYTES) {
+          const { checksum, problems } = await copyWhileChecking(source, rawJob, shouldStop).catch(diskFull)
+          source.exec('COMMIT')
+          return { ...info, ...checksum, method: 'raw', problems }
+        }
+        const checksum = await copyWalSnapshot(rawJob, shouldStop).catch(diskFull)
         source.exec('COMMIT')
         return { ...info, ...checksum, method: 'raw' }
       } catch (err) {

@@ -122,9 +122,11 @@ t.test('a WAL fully checkpointed when the snapshot is pinned: the database file 
   const before = salts()
   const tempPath = `${path}.copy`
   writeFileSync(tempPath, '')
-  const info = await snapshotDatabase({ source: path, tempPath }, () => false, () => {
+  const info = await snapshotDatabase({ source: path, tempPath }, () => false, {
+    onPinned: () => {
     // Allowed: the snapshot needs no frame of the WAL.
-    db.exec('INSERT INTO items (body) SELECT randomblob(2000) FROM items LIMIT 40')
+      db.exec('INSERT INTO items (body) SELECT randomblob(2000) FROM items LIMIT 40')
+    }
   })
   t.not(salts(), before, 'the writer started the WAL over during the copy')
   t.equal(info.method, 'raw')

@@ -34,10 +34,12 @@ async function snapshot (job: SnapshotJob): Promise<unknown> {
   const before = follower.chain!
   let after = before
   let pinnedAt = fromAt
-  const copy = await snapshotDatabase(job, () => snapshotAborted, () => {
-    pinnedAt = Date.now()
-    tick(pinnedAt)
-    after = follower.chain!
+  const copy = await snapshotDatabase(job, () => snapshotAborted, {
+    onPinned: () => {
+      pinnedAt = Date.now()
+      tick(pinnedAt)
+      after = follower.chain!
+    }
   })
   const continuity: (SnapshotContinuity & { fromAt: number, pinnedAt: number }) | undefined = before.chain === after.chain
     ? { chain: before.chain, from: before.commits, to: after.commits, fromAt, pinnedAt }

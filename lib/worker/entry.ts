@@ -3,6 +3,8 @@ import { parentPort } from 'node:worker_threads'
 import type { TaskRequest, TaskReply, ShouldStop } from './protocol'
 import { TaskAborted } from './protocol'
 import { snapshotTask } from '../snapshot'
+import { copyWalSnapshot } from '../wal-snapshot'
+import { endCopyHelper } from '../check-beside-copy'
 import { quickCheckTask } from './file-checks'
 import { verifyBackupFile } from '../verify'
 import { copyBackup } from '../restore'
@@ -14,6 +16,8 @@ type Task = (job: never, shouldStop: ShouldStop, signal: AbortSignal) => Promise
 
 const tasks: Record<TaskRequest['task'], Task> = {
   snapshot: snapshotTask,
+  // Run by the snapshot thread's helper (check-beside-copy.ts).
+  'raw-copy': copyWalSnapshot,
   'quick-check': quickCheckTask,
   verify: verifyBackupFile,
   copy: copyBackup,
@@ -27,8 +31,10 @@ lowerPriority()
 const running = new Map<number, AbortController>()
 parentPort!.on('message', (message: { type: 'task', id: number } & TaskRequest | { type: 'abort', id: number } | { type: 'close' }) => {
   if (message.type === 'close') {
-    // Nothing else keeps the thread alive: it exits once the port is closed.
-    parentPort!.close()
+    // Nothing else keeps the thread alive: it exits once its helper has ended (a helper that failed on its way out
+    // has ended all the same) and the port is closed.
+    const closePort = (): void => { parentPort!.close() }
+    endCopyHelper().then(closePort, closePort)
     return
   }
   if (message.type === 'abort') {

@@ -45,10 +45,15 @@ export async function quickCheckTask (job: { path: string }): Promise<string[]> 
 export function checkDatabaseFile (path: string, pragma: 'quick_check' | 'integrity_check'): string[] {
   const db = new Database(path, { readonly: true, fileMustExist: true })
   try {
-    db.pragma(`cache_size = -${CHECK_CACHE_KIB}`)
-    const rows = db.pragma(pragma) as Array<Record<string, string>>
-    return rows.map((row) => row[pragma]).filter((line) => line !== 'ok')
+    return checkConnection(db, pragma)
   } finally {
     db.close()
   }
+}
+
+/** The same check through an open connection, of the snapshot it reads (inside a read transaction: the pinned one). */
+export function checkConnection (db: Database.Database, pragma: 'quick_check' | 'integrity_check'): string[] {
+  db.pragma(`cache_size = -${CHECK_CACHE_KIB}`)
+  const rows = db.pragma(pragma) as Array<Record<string, string>>
+  return rows.map((row) => row[pragma]).filter((line) => line !== 'ok')
 }

@@ -1,6 +1,6 @@
 // What the main thread and a worker thread say to each other about one task.
 
-export type TaskName = 'snapshot' | 'quick-check' | 'verify' | 'copy' | 'prove-chain' | 'upload'
+export type TaskName = 'snapshot' | 'raw-copy' | 'quick-check' | 'verify' | 'copy' | 'prove-chain' | 'upload'
 
 export interface TaskRequest {
   task: TaskName

@@ -1,0 +1,68 @@
+// The check of a large WAL snapshot runs beside its copy instead of after it. The snapshot thread holds the read
+// transaction that pins the snapshot, so it checks the pinned snapshot itself (`PRAGMA quick_check` through that
+// connection), while a helper thread of its own makes the raw copy: plain reads and writes on file descriptors,
+// which any thread of the process can use. The copy is the pinned snapshot byte for byte (wal-snapshot.ts), so
+// checking one is checking the other; at 1 GB the check no longer adds its second or so to the backup.
+// Small snapshots are checked after the copy, as before: their check takes milliseconds, less than handing the
+// copy to another thread.
+import type Database from 'better-sqlite3'
+import type { Checksum } from './record'
+import { TaskThread } from './worker/task-thread'
+import { TaskAborted, TaskFailure, type ShouldStop } from './worker/protocol'
+import { checkConnection } from './worker/file-checks'
+import { RawCopyUnproven, type RawCopyJob } from './wal-snapshot'
+
+/** From this size on, the check of a raw copy runs beside it. */
+export const CHECK_BESIDE_COPY_MIN_BYTES = 32 * 1024 * 1024
+// How often a stop is looked for while the helper copies (the snapshot thread is otherwise idle then).
+const STOP_POLL_MS = 20
+// The helper's task has no deadline of its own: the snapshot task's (enforced by the main thread) bounds both.
+const NO_TIMEOUT_MS = 2 ** 31 - 1
+
+// Started at the first large snapshot and kept, like the snapshot thread, until that thread ends (endCopyHelper).
+let helper: TaskThread | undefined
+
+export interface CheckedRawCopy {
+  checksum: Checksum
+  /** What quick_check found in the pinned snapshot: nothing when it is sound. */
+  problems: string[]
+}
+
+/**
+ * Copies the snapshot that `source`'s read transaction pins (as copyWalSnapshot does) in the helper thread while
+ * this thread runs quick_check on it. Throws RawCopyUnproven as the copy does, TaskAborted when asked to stop; an
+ * error of the check (SQLITE_CORRUPT...) is thrown once the copy has stopped.
+ */
+export async function copyWhileChecking (source: Database.Database, job: RawCopyJob, shouldStop: ShouldStop): Promise<CheckedRawCopy> {
+  helper ??= new TaskThread()
+  const stop = new AbortController()
+  const copied = helper.run<Checksum>('raw-copy', job, { timeout: NO_TIMEOUT_MS, signal: stop.signal })
+  // Settled below in every case; until then a rejection is not an unhandled one.
+  copied.catch(() => {})
+  let problems: string[]
+  try {
+    problems = checkConnection(source, 'quick_check')
+  } catch (err) {
+    stop.abort()
+    await copied.catch(() => {})
+    throw err
+  }
+  const poll = setInterval(() => { if (shouldStop()) stop.abort() }, STOP_POLL_MS)
+  try {
+    if (shouldStop()) stop.abort()
+    return { checksum: await copied, problems }
+  } catch (err) {
+    if (stop.signal.aborted) throw new TaskAborted()
+    if (err instanceof TaskFailure && err.code === RawCopyUnproven.CODE) throw new RawCopyUnproven(err.message)
+    throw err
+  } finally {
+    clearInterval(poll)
+  }
+}
+
+/** Ends the helper thread, if one was started: called when the snapshot thread itself ends. */
+export async function endCopyHelper (): Promise<void> {
+  const ending = helper
+  helper = undefined
+  await ending?.close()
+}

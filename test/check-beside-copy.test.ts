@@ -1,0 +1,169 @@
+import t, { type Test } from 'tap'
+import Database from 'better-sqlite3'
+import { join } from 'node:path'
+import { closeSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs'
+import { snapshotDatabase, type snapshotTask } from '../lib/snapshot'
+import { pinWithWal, closeWal } from '../lib/wal-snapshot'
+import type { WorkerTaskOptions } from '../lib/worker/task-thread'
+import { createDatabase, integrityCheck, count, sha256File, destinationFiles, tempFiles, threadCount, waitFor, buildApp, delay } from './helpers'
+
+// A large WAL snapshot is checked beside its copy: the snapshot thread runs quick_check on the pinned snapshot while
+// a helper thread copies it. The threads run the built code (dist/worker/entry.js), so these tests load it too.
+const { TaskThread } = require('../dist/worker/task-thread') as typeof import('../lib/worker/task-thread')
+const { copyWhileChecking, endCopyHelper, CHECK_BESIDE_COPY_MIN_BYTES } = require('../dist/check-beside-copy') as typeof import('../lib/check-beside-copy')
+const { RawCopyUnproven } = require('../dist/wal-snapshot') as typeof import('../lib/wal-snapshot')
+t.teardown(endCopyHelper)
+
+// About 50 MB of rows of 1 KB: over CHECK_BESIDE_COPY_MIN_BYTES.
+const LARGE_ROWS = 40_000
+
+type CheckedCopy = Awaited<ReturnType<typeof snapshotTask>>
+
+/** snapshotTask in a snapshot thread of its own, as the plugin runs it. */
+async function snapshotInThread (t: Test, job: Parameters<typeof snapshotTask>[0], options: Partial<WorkerTaskOptions> = {}): Promise<CheckedCopy> {
+  const thread = new TaskThread()
+  t.teardown(() => thread.close())
+  return await thread.run<CheckedCopy>('snapshot', job, { timeout: 60_000, signal: new AbortController().signal, ...options })
+}
+
+/** A large WAL database with commits still in its WAL, and the connection that made them (no checkpoint). */
+function largeWalDatabase (dir: string): { db: Database.Database, path: string } {
+  const path = join(dir, 'app.db')
+  const db = createDatabase(path, { rows: LARGE_ROWS })
+  db.pragma('wal_checkpoint(TRUNCATE)')
+  db.pragma('wal_autocheckpoint = 0')
+  db.exec('UPDATE items SET body = randomblob(1000) WHERE id % 7 = 0')
+  db.exec('INSERT INTO items (body) SELECT randomblob(1000) FROM items LIMIT 500')
+  return { db, path }
+}
+
+function emptyFile (path: string): string {
+  writeFileSync(path, '')
+  return path
+}
+
+t.test('a large WAL snapshot is checked beside its copy, and the copy is the one made without the helper', async (t) => {
+  const dir = t.testdir()
+  const { db, path } = largeWalDatabase(dir)
+  t.teardown(() => db.close())
+  const rows = count(path, 'items')
+
+  const beside = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'beside.db')) })
+  t.equal(beside.checked, 'pinned-snapshot', 'checked through the pinned connection')
+  t.same(beside.problems, [])
+  t.equal(beside.method, 'raw')
+  t.ok(beside.bytes >= CHECK_BESIDE_COPY_MIN_BYTES, `${beside.bytes} bytes: large enough`)
+  t.equal(beside.sha256, sha256File(join(dir, 'beside.db')), 'the checksum is the written file\'s')
+  t.equal(integrityCheck(join(dir, 'beside.db')), 'ok')
+  t.equal(count(join(dir, 'beside.db'), 'items'), rows, 'the commits still in the WAL included')
+
+  const alone = await snapshotDatabase({ source: path, tempPath: emptyFile(join(dir, 'alone.db')) }, () => false)
+  t.equal(alone.sha256, beside.sha256, 'byte for byte the copy made in one thread')
+})
+
+t.test('a small snapshot is checked after its copy, in the same thread', async (t) => {
+  const dir = t.testdir()
+  const path = join(dir, 'app.db')
+  const db = createDatabase(path, { rows: 200 })
+  t.teardown(() => db.close())
+  const small = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'small.db')) })
+  t.equal(small.checked, 'copy')
+  t.same(small.problems, [])
+  t.equal(small.method, 'raw')
+})
+
+/**
+ * A large database, closed (so checkpointed), where the first row of a table page deep in the file has a rowid out
+ * of order: a fault quick_check reports (rather than failing on), and one that no read but the check's sees.
+ */
+function largeCorruptDatabase (t: Test, dir: string): string {
+  const path = join(dir, 'app.db')
+  createDatabase(path, { rows: LARGE_ROWS }).close()
+  const fd = openSync(path, 'r+')
+  const pageOffset = 4096 * 4999
+  const page = Buffer.alloc(4096)
+  readSync(fd, page, 0, 4096, pageOffset)
+  t.equal(page[0], 0x0d, 'a table leaf page')
+  // The first cell: its payload size, then its rowid, both varints; the rowid is rewritten as 1, in as many bytes.
+  let at = page.readUInt16BE(8)
+  while ((page[at++] & 0x80) !== 0);
+  const rowidAt = at
+  while ((page[at++] & 0x80) !== 0);
+  const rowid = Buffer.alloc(at - rowidAt, 0x80)
+  rowid[rowid.length - 1] = 1
+  writeSync(fd, rowid, 0, rowid.length, pageOffset + rowidAt)
+  closeSync(fd)
+  return path
+}
+
+t.test('the check beside the copy finds a fault in a page that only the check reads', async (t) => {
+  const dir = t.testdir()
+  const path = largeCorruptDatabase(t, dir)
+  const result = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'copy.db')) })
+  t.equal(result.checked, 'pinned-snapshot')
+  t.match(result.problems.join('\n'), /out of order/, 'quick_check reports it')
+
+  // And through the plugin: nothing published.
+  const destination = join(dir, 'backups')
+  const app = await buildApp(t, { database: path, destination, interval: false })
+  await t.rejects(app.backup.now(), { code: 'FST_SQLITE_BACKUP_CORRUPT_DATABASE', message: /looks corrupt/ })
+  t.same(destinationFiles(destination), [], 'nothing published, no temp file left')
+})
+
+t.test('a stop during the copy stops the helper\'s copy too', async (t) => {
+  const dir = t.testdir()
+  const { db, path } = largeWalDatabase(dir)
+  t.teardown(() => db.close())
+  const thread = new TaskThread()
+  t.teardown(() => thread.close())
+  const closing = new AbortController()
+  const started = performance.now()
+  // At 4 MB/s the copy would last over 10 s.
+  const task = thread.run('snapshot', { source: path, tempPath: emptyFile(join(dir, 'copy.db')), maxRate: 4 * 1024 * 1024 }, { timeout: 60_000, signal: closing.signal })
+  await delay(500)
+  closing.abort()
+  await t.rejects(task, { code: 'FST_SQLITE_BACKUP_CLOSED' })
+  const elapsed = performance.now() - started
+  t.ok(elapsed < 2500, `stopped after ${Math.round(elapsed)} ms, the thread not terminated`)
+  // The thread and its helper are ready for the next snapshot.
+  const next = await thread.run<CheckedCopy>('snapshot', { source: path, tempPath: emptyFile(join(dir, 'next.db')) }, { timeout: 60_000, signal: new AbortController().signal })
+  t.equal(next.checked, 'pinned-snapshot')
+  t.equal(integrityCheck(join(dir, 'next.db')), 'ok')
+})
+
+t.test('a copy the helper cannot prove comes back as RawCopyUnproven, for the backup API to copy instead', async (t) => {
+  const dir = t.testdir()
+  const { db, path } = largeWalDatabase(dir)
+  t.teardown(() => db.close())
+  const source = new Database(path, { fileMustExist: true })
+  t.teardown(() => source.close())
+  const pinned = await pinWithWal(path, source, () => false)
+  t.ok(pinned?.wal, 'pinned with frames in the WAL')
+  t.teardown(() => closeWal(pinned))
+  const pageSize = source.pragma('page_size', { simple: true }) as number
+  const pageCount = source.pragma('page_count', { simple: true }) as number
+  // A page count that is not the WAL's last commit's: the copy refuses it.
+  const job = { tempPath: emptyFile(join(dir, 'copy.db')), pageSize, pageCount: pageCount + 1, snapshot: pinned!, maxRate: undefined }
+  const refused = await copyWhileChecking(source, job, () => false).then(() => undefined, (err: unknown) => err)
+  t.ok(refused instanceof RawCopyUnproven, `refused as unproven: ${String(refused)}`)
+  source.exec('COMMIT')
+})
+
+t.test('close() during a large backup ends the snapshot thread and its helper', async (t) => {
+  const dir = t.testdir()
+  const { db, path } = largeWalDatabase(dir)
+  t.teardown(() => db.close())
+  await endCopyHelper()
+  await delay(100) // let the previous tests' threads finish exiting
+  const threadsBefore = threadCount()
+  const app = await buildApp(t, { database: path, destination: join(dir, 'backups'), interval: false, maxRate: '4MB', closeTimeout: 0 })
+  const backup = app.backup.now().then(() => 'published', (err: Error & { code?: string }) => err.code)
+  // The snapshot thread and its helper are both running.
+  await waitFor(() => threadCount() >= threadsBefore + 2, 5000)
+  await delay(300)
+  await app.close()
+  t.equal(await backup, 'FST_SQLITE_BACKUP_CLOSED', 'the backup was aborted')
+  await waitFor(() => threadCount() === threadsBefore, 5000)
+  t.equal(threadCount(), threadsBefore, 'no thread left')
+  t.same(tempFiles(join(dir, 'backups')), [], 'no temp file left')
+})
