@@ -8,7 +8,7 @@ import { hashFile, checkDatabaseFile } from './worker/file-checks'
 import { copyWhileChecking, CHECK_BESIDE_COPY_MIN_BYTES } from './check-beside-copy'
 import { flushFile, removeFile } from './durable-fs'
 import { IoPace, removeGradually, type DiskPace } from './io-pace'
-import { pinWithWal, closeWal, copyWalSnapshot, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
+import { pinWithWal, closeWal, copyWalSnapshot, checkpointBacklog, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
 import { beginReadTransaction, retryWhileBusy, LOCK_RETRY_MS } from './read-transaction'
 import { FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CORRUPT_DATABASE } from './errors'
 
@@ -88,7 +88,7 @@ export async function removeTemp (tempPath: string, disk?: DiskPace): Promise<vo
 
 /** Worker task: the snapshot and its quick_check, beside the copy for a large WAL snapshot, after it otherwise. */
 export async function snapshotTask (job: SnapshotJob, shouldStop: ShouldStop): Promise<CheckedCopy> {
-  const copied = await snapshotDatabase(job, shouldStop, { checkBesideCopy: true })
+  const copied = await snapshotDatabase(job, shouldStop, { checkBesideCopy: true, checkpointAfter: true })
   if (copied.problems !== undefined) return { ...copied, problems: copied.problems, checked: 'pinned-snapshot' }
   if (shouldStop()) throw new TaskAborted()
   return { ...copied, problems: checkDatabaseFile(job.tempPath, 'quick_check'), checked: 'copy' }
@@ -99,6 +99,8 @@ export interface SnapshotSteps {
   onPinned?: () => void
   /** A large raw copy is checked while it is made (check-beside-copy.ts), and the result carries `problems`. */
   checkBesideCopy?: boolean
+  /** The commits the pin held in the WAL are checkpointed once it ends (checkpointBacklog), not by the app. */
+  checkpointAfter?: boolean
 }
 
 /**
@@ -106,7 +108,7 @@ export interface SnapshotSteps {
  * as file bytes with its WAL laid over (wal-snapshot.ts); a rollback-journal database, or a WAL snapshot the raw
  * copy cannot prove, through SQLite's backup API, under the same read transaction.
  */
-export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, { onPinned, checkBesideCopy = false }: SnapshotSteps = {}): Promise<CopyInfo & { problems?: string[] }> {
+export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, { onPinned, checkBesideCopy = false, checkpointAfter = false }: SnapshotSteps = {}): Promise<CopyInfo & { problems?: string[] }> {
   // Read-write although it never writes: like any connection, it must be able to roll back the hot journal of a
   // writer that crashed mid-transaction, or the database could not be backed up until the app opens it again.
   const source = new Database(job.source, { fileMustExist: true })
@@ -135,10 +137,12 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
         if (checkBesideCopy && pageCount * pageSize >= CHECK_BESIDE_COPY_MIN_BYTES) {
           const { checksum, problems } = await copyWhileChecking(source, rawJob, shouldStop).catch(diskFull)
           source.exec('COMMIT')
+          if (checkpointAfter) checkpointBacklog(source, pinned.shm)
           return { ...info, ...checksum, method: 'raw', problems }
         }
         const checksum = await copyWalSnapshot(rawJob, shouldStop).catch(diskFull)
         source.exec('COMMIT')
+        if (checkpointAfter) checkpointBacklog(source, pinned.shm)
         return { ...info, ...checksum, method: 'raw' }
       } catch (err) {
         if (!(err instanceof RawCopyUnproven)) throw err

@@ -24,7 +24,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type Database from 'better-sqlite3'
 import type { Checksum } from './record'
 import { readWalHeader, indexCommits, readFramePage, readFully, type WalIndex } from './continuous/wal-file'
-import { IoPace } from './io-pace'
+import { IoPace, sleepSync } from './io-pace'
 import { takeBuffer, keepBuffer } from './kept-buffers'
 import { borrowDescriptor } from './borrowed-descriptors'
 import { beginReadTransaction, retryWhileBusy } from './read-transaction'
@@ -46,6 +46,10 @@ const SHM_MX_FRAME = 16
 const SHM_SALTS = 32
 const SHM_N_BACKFILL = 96
 const WAL_HEADER_SALTS = 16
+// SQLite's default wal_autocheckpoint: how many frames in the WAL make a commit checkpoint.
+const AUTOCHECKPOINT_FRAMES = 1000
+const CHECKPOINT_ATTEMPTS = 20
+const CHECKPOINT_RETRY_MS = 0.2
 
 /** The raw copy could not show that its result is the snapshot; the caller copies it another way. */
 export class RawCopyUnproven extends Error {
@@ -64,6 +68,8 @@ export interface PinnedWal {
 export interface PinnedSnapshot {
   /** SQLite's own descriptor of the database file (see borrowed-descriptors.ts): read, never closed. */
   database: number
+  /** SQLite's own descriptor of the wal-index (the -shm file), likewise. */
+  shm: number
   /** Undefined when the database file alone holds the snapshot. */
   wal: PinnedWal | undefined
 }
@@ -99,7 +105,7 @@ export async function pinWithWal (databasePath: string, source: Database.Databas
   if (database === undefined) return undefined
   const read = endianness() === 'LE' ? (at: number) => header.readUInt32LE(at) : (at: number) => header.readUInt32BE(at)
   const mxFrame = read(SHM_MX_FRAME)
-  if (mxFrame === 0 || nBackfill(shm!) === mxFrame) return { database, wal: undefined }
+  if (mxFrame === 0 || nBackfill(shm!) === mxFrame) return { database, shm: shm!, wal: undefined }
 
   let fd: number
   try {
@@ -119,7 +125,7 @@ export async function pinWithWal (databasePath: string, source: Database.Databas
     closeSync(fd)
     return undefined
   }
-  return { database, wal: { fd, index } }
+  return { database, shm: shm!, wal: { fd, index } }
 }
 
 /** The wal-index header, when its two copies agree and it is initialised; undefined otherwise. */
@@ -135,6 +141,31 @@ function nBackfill (shm: number): number {
   const buffer = Buffer.alloc(4)
   readFully(shm, buffer, 4, SHM_N_BACKFILL)
   return endianness() === 'LE' ? buffer.readUInt32LE(0) : buffer.readUInt32BE(0)
+}
+
+/**
+ * While a snapshot is pinned, no checkpoint can pass it: every commit made during the copy stays in the WAL, and the
+ * app's first commit after the pin ends would checkpoint them all (SQLite's autocheckpoint), waiting for their
+ * write and fsync: its longest commit grew with the copy's length. Called right after the read transaction ends:
+ * when the WAL holds at least an autocheckpoint's worth of frames not yet in the database file, a PASSIVE checkpoint
+ * (it never waits for a reader or a writer) does that work here, in the backup's thread, and a commit of the app
+ * that tries meanwhile finds the checkpoint taken and goes on. Returns whether it ran. Worker threads only (it may
+ * block for a few milliseconds).
+ */
+export function checkpointBacklog (source: Database.Database, shm: number): boolean {
+  const header = walIndexHeader(shm)
+  if (header === undefined) return false
+  const mxFrame = endianness() === 'LE' ? header.readUInt32LE(SHM_MX_FRAME) : header.readUInt32BE(SHM_MX_FRAME)
+  if (mxFrame - nBackfill(shm) < AUTOCHECKPOINT_FRAMES) return false
+  // A checkpoint that finds another one's lock taken returns at once, its row saying "busy". While the pin lasted,
+  // every commit of the app tried one, holding that lock for a moment each time: a few short tries find it free,
+  // unless the app's own checkpoint has already begun (it then does the work, as it would have).
+  for (let attempt = 0; attempt < CHECKPOINT_ATTEMPTS; attempt++) {
+    const [result] = source.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number }>
+    if (result.busy === 0) return true
+    sleepSync(CHECKPOINT_RETRY_MS)
+  }
+  return false
 }
 
 /** SQLite takes no lock on the -wal file, so its descriptor may be closed (unlike the database's and the -shm's). */

@@ -2,10 +2,10 @@ import t from 'tap'
 import Database from 'better-sqlite3'
 import { readFileSync, writeFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { fork } from 'node:child_process'
+import { fork, execFileSync } from 'node:child_process'
 import { once } from 'node:events'
 import { pinWithWal, copyWalSnapshot, closeWal, RawCopyUnproven } from '../lib/wal-snapshot'
-import { snapshotDatabase } from '../lib/snapshot'
+import { snapshotDatabase, snapshotTask } from '../lib/snapshot'
 import { readWalHeader, indexCommits } from '../lib/continuous/wal-file'
 import { openSync, closeSync } from 'node:fs'
 import { createDatabase, integrityCheck, count, sha256File, delay, waitFor, buildApp } from './helpers'
@@ -155,10 +155,44 @@ t.test('a copy that reads frames of a WAL started over since says it cannot prov
   writeFileSync(tempPath, '')
   const pageSize = source.pragma('page_size', { simple: true }) as number
   const pageCount = source.pragma('page_count', { simple: true }) as number
-  const copying = copyWalSnapshot({ tempPath, pageSize, pageCount, snapshot: { database: pinned!.database, wal: { fd, index } }, maxRate: undefined }, () => false)
+  const copying = copyWalSnapshot({ tempPath, pageSize, pageCount, snapshot: { database: pinned!.database, shm: pinned!.shm, wal: { fd, index } }, maxRate: undefined }, () => false)
   const outcome = await copying.then(() => 'resolved', (err: unknown) => err)
   t.ok(outcome instanceof RawCopyUnproven, `refused: ${String(outcome)}`)
   source.exec('COMMIT')
+})
+
+/**
+ * The WAL's last commit frame and how many of its frames are in the database file, from the wal-index. Read by
+ * another process: opening and closing the -shm here would drop this process's SQLite locks on it.
+ */
+function walBacklog (path: string): { mxFrame: number, nBackfill: number } {
+  const script = 'const b = require("node:fs").readFileSync(process.argv[1]); console.log(JSON.stringify({ mxFrame: b.readUInt32LE(16), nBackfill: b.readUInt32LE(96) }))'
+  return JSON.parse(execFileSync(process.execPath, ['-e', script, `${path}-shm`], { encoding: 'utf8' }))
+}
+
+t.test('after the copy, the snapshot checkpoints a WAL of an autocheckpoint\'s worth of frames; a smaller one is left to the app', async (t) => {
+  for (const [rows, expectCheckpoint] of [[6000, true], [300, false]] as const) {
+    const dir = t.testdir()
+    const path = join(dir, 'app.db')
+    const db = createDatabase(path, { rows: 10 })
+    t.teardown(() => db.close())
+    // The app's connection never checkpoints by itself: whatever is checkpointed, the snapshot did.
+    db.pragma('wal_autocheckpoint = 0')
+    db.pragma('wal_checkpoint(TRUNCATE)')
+    const insert = db.prepare('INSERT INTO items (body) VALUES (randomblob(1000))')
+    for (let i = 0; i < rows; i++) insert.run()
+    const before = walBacklog(path)
+    t.equal(before.mxFrame - before.nBackfill >= 1000, expectCheckpoint, `${before.mxFrame - before.nBackfill} frames not yet in the database file`)
+
+    const tempPath = join(dir, 'copy.db')
+    writeFileSync(tempPath, '')
+    const copied = await snapshotTask({ source: path, tempPath }, () => false)
+    t.equal(copied.method, 'raw')
+    t.equal(count(tempPath, 'items'), rows + 10)
+    const after = walBacklog(path)
+    t.equal(after.mxFrame, before.mxFrame, 'no commit since')
+    t.equal(after.nBackfill, expectCheckpoint ? after.mxFrame : before.nBackfill, expectCheckpoint ? 'every frame checkpointed' : 'left as it was')
+  }
 })
 
 t.test('maxRate: the copy is never faster than the rate', async (t) => {
