@@ -47,7 +47,7 @@ function correctCell (c) {
 
 export function phasesTable (phasesBySize) {
   const lines = [
-    '| size | worker start (once, at ready) | raw copy (hashed, flushed) | quick_check | plugin steps (copy + check) | × copy limit | backup API page copy + fdatasync | copyFile | fsync | copy limit |',
+    '| size | worker start (once, at ready) | raw copy (hashed, flushed) | quick_check | snapshot task (copy and check) | × copy limit | backup API page copy + fdatasync | copyFile | fsync | copy limit |',
     '|---|---|---|---|---|---|---|---|---|---|'
   ]
   for (const [sizeMb, p] of phasesBySize) {
