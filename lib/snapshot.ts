@@ -8,7 +8,7 @@ import { hashFile, checkDatabaseFile } from './worker/file-checks'
 import { copyWhileChecking, CHECK_BESIDE_COPY_MIN_BYTES } from './check-beside-copy'
 import { flushFile, removeFile } from './durable-fs'
 import { IoPace, removeGradually, type DiskPace } from './io-pace'
-import { pinWithWal, closeWal, copyWalSnapshot, checkpointBacklog, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
+import { pinWithWal, closeWal, copyWalSnapshot, endPin, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
 import { beginReadTransaction, retryWhileBusy, LOCK_RETRY_MS } from './read-transaction'
 import { FST_SQLITE_BACKUP_SNAPSHOT_FAILED, FST_SQLITE_BACKUP_CORRUPT_DATABASE } from './errors'
 
@@ -99,7 +99,7 @@ export interface SnapshotSteps {
   onPinned?: () => void
   /** A large raw copy is checked while it is made (check-beside-copy.ts), and the result carries `problems`. */
   checkBesideCopy?: boolean
-  /** The commits the pin held in the WAL are checkpointed once it ends (checkpointBacklog), not by the app. */
+  /** The commits the pin held in the WAL are checkpointed as it ends (endPin), not by the app's next commit. */
   checkpointAfter?: boolean
 }
 
@@ -134,15 +134,15 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
     if (pinned !== undefined) {
       try {
         const rawJob = { tempPath: job.tempPath, pageSize, pageCount, snapshot: pinned, maxRate: job.maxRate }
+        const { shm } = pinned
+        const finishPin = (): void => { if (checkpointAfter) endPin(source, job.source, shm); else source.exec('COMMIT') }
         if (checkBesideCopy && pageCount * pageSize >= CHECK_BESIDE_COPY_MIN_BYTES) {
           const { checksum, problems } = await copyWhileChecking(source, rawJob, shouldStop).catch(diskFull)
-          source.exec('COMMIT')
-          if (checkpointAfter) checkpointBacklog(source, pinned.shm)
+          finishPin()
           return { ...info, ...checksum, method: 'raw', problems }
         }
         const checksum = await copyWalSnapshot(rawJob, shouldStop).catch(diskFull)
-        source.exec('COMMIT')
-        if (checkpointAfter) checkpointBacklog(source, pinned.shm)
+        finishPin()
         return { ...info, ...checksum, method: 'raw' }
       } catch (err) {
         if (!(err instanceof RawCopyUnproven)) throw err

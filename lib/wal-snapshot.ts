@@ -21,7 +21,7 @@ import { promisify } from 'node:util'
 import { createHash } from 'node:crypto'
 import { endianness } from 'node:os'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import type Database from 'better-sqlite3'
+import Database from 'better-sqlite3'
 import type { Checksum } from './record'
 import { readWalHeader, indexCommits, readFramePage, readFully, type WalIndex } from './continuous/wal-file'
 import { IoPace, sleepSync } from './io-pace'
@@ -144,24 +144,46 @@ function nBackfill (shm: number): number {
 }
 
 /**
- * While a snapshot is pinned, no checkpoint can pass it: every commit made during the copy stays in the WAL, and the
- * app's first commit after the pin ends would checkpoint them all (SQLite's autocheckpoint), waiting for their
- * write and fsync: its longest commit grew with the copy's length. Called right after the read transaction ends:
- * when the WAL holds at least an autocheckpoint's worth of frames not yet in the database file, a PASSIVE checkpoint
- * (it never waits for a reader or a writer) does that work here, in the backup's thread, and a commit of the app
- * that tries meanwhile finds the checkpoint taken and goes on. Returns whether it ran. Worker threads only (it may
- * block for a few milliseconds).
+ * Ends the read transaction that pins the snapshot (the caller's COMMIT) and, when the WAL holds an autocheckpoint's
+ * worth of frames not yet in the database file, checkpoints them. While the snapshot was pinned, no checkpoint could
+ * pass it: every commit made during the copy stayed in the WAL, and the app's first commit after the pin would
+ * checkpoint them all (SQLite's autocheckpoint), waiting for their write and fsync, for longer the longer the copy
+ * lasted. A PASSIVE checkpoint (it never waits for a reader or a writer) does that work here instead, in the
+ * backup's thread; a commit of the app that tries meanwhile finds the checkpoint lock taken and goes on.
+ *
+ * The race for that lock: while the pin lasted, every commit of the app tried a checkpoint, holding the lock for
+ * a moment each time (long enough to sort the WAL's frames, then find the pin in the way). So the pin ends right
+ * after a checkpoint of our own got the lock, when no attempt of the app's is under way, and the next one follows
+ * at once. Returns whether the checkpoint ran. Worker threads only: it may block for a few milliseconds.
  */
-export function checkpointBacklog (source: Database.Database, shm: number): boolean {
+export function endPin (source: Database.Database, databasePath: string, shm: number): boolean {
+  if (walBacklog(shm) < AUTOCHECKPOINT_FRAMES) {
+    source.exec('COMMIT')
+    return false
+  }
+  // A connection of its own: one inside a read transaction cannot checkpoint.
+  const checkpointer = new Database(databasePath, { fileMustExist: true })
+  try {
+    passiveCheckpoint(checkpointer)
+    source.exec('COMMIT')
+    return passiveCheckpoint(checkpointer)
+  } finally {
+    checkpointer.close()
+  }
+}
+
+/** Frames of the WAL that are not in the database file yet (0 when the wal-index is being written). */
+function walBacklog (shm: number): number {
   const header = walIndexHeader(shm)
-  if (header === undefined) return false
+  if (header === undefined) return 0
   const mxFrame = endianness() === 'LE' ? header.readUInt32LE(SHM_MX_FRAME) : header.readUInt32BE(SHM_MX_FRAME)
-  if (mxFrame - nBackfill(shm) < AUTOCHECKPOINT_FRAMES) return false
-  // A checkpoint that finds another one's lock taken returns at once, its row saying "busy". While the pin lasted,
-  // every commit of the app tried one, holding that lock for a moment each time: a few short tries find it free,
-  // unless the app's own checkpoint has already begun (it then does the work, as it would have).
+  return mxFrame - nBackfill(shm)
+}
+
+/** A PASSIVE checkpoint, tried again for a few ms while another connection's holds the lock ("busy"). */
+function passiveCheckpoint (db: Database.Database): boolean {
   for (let attempt = 0; attempt < CHECKPOINT_ATTEMPTS; attempt++) {
-    const [result] = source.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number }>
+    const [result] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number }>
     if (result.busy === 0) return true
     sleepSync(CHECKPOINT_RETRY_MS)
   }
