@@ -27,7 +27,7 @@ let phase = newPhase('warmup')
 const phases = [phase]
 
 function newPhase (name) {
-  return { name, startedAt: process.hrtime.bigint(), endedAt: null, latencies: [], errors: 0, lastError: null }
+  return { name, startedAt: process.hrtime.bigint(), endedAt: null, latencies: [], errors: 0, lastError: null, worst: 0, worstEndedAt: null }
 }
 
 function summary (p) {
@@ -40,8 +40,20 @@ function summary (p) {
     p50: percentile(p.latencies, 50),
     p99: percentile(p.latencies, 99),
     max: max(p.latencies),
+    // How long before the phase's end the worst commit ended (ms): whether it came with the backup's last moments.
+    worstBeforeEndMs: p.worstEndedAt === null ? null : Number((p.endedAt ?? process.hrtime.bigint()) - p.worstEndedAt) / 1e6,
     errors: p.errors,
     lastError: p.lastError
+  }
+}
+
+function noteCommit (started) {
+  const ended = process.hrtime.bigint()
+  const ms = Number(ended - started) / 1e6
+  phase.latencies.push(ms)
+  if (ms > phase.worst) {
+    phase.worst = ms
+    phase.worstEndedAt = ended
   }
 }
 
@@ -63,12 +75,12 @@ while (!control.stopping && Date.now() - bornAt < LIFETIME_MS) {
   const started = process.hrtime.bigint()
   try {
     lastId = commitPair(++txn)
-    phase.latencies.push(Number(process.hrtime.bigint() - started) / 1e6)
+    noteCommit(started)
   } catch (err) {
     // A commit that gave up (SQLITE_BUSY after busy_timeout) counts as an error, and its wait as its latency.
     phase.errors++
     phase.lastError = err.code ?? err.message
-    phase.latencies.push(Number(process.hrtime.bigint() - started) / 1e6)
+    noteCommit(started)
   }
   await sleep(1)
 }

@@ -13,6 +13,7 @@ export function judgeGoals (bySize) {
   const limitFor = (s) => Math.max(25, 2 * s.writer.idleMax)
   const best = limited.map((r) => ({ id: r.id, s: r.summary })).sort((a, b) => a.s.writer.backupMax - b.s.writer.backupMax)[0]
   const worstLoop = Math.max(...pluginRows.map((r) => r.summary.eventLoop.worstMaxMs ?? 0))
+  const worstLoopWithoutGc = Math.max(...pluginRows.map((r) => r.summary.eventLoop.worstWithoutGcMs ?? 0))
   const worstMemory = Math.max(...pluginRows.map((r) => r.summary.memory.worstGrowthMb ?? 0))
   const small = row(Math.min(...sizes), 'plugin-wal')
   const checked = Object.values(bySize).flatMap((size) => size.rows.filter((r) => r.id.startsWith('plugin')).map((r) => r.summary.checks).filter(Boolean))
@@ -34,7 +35,7 @@ export function judgeGoals (bySize) {
     },
     {
       goal: 'event loop never blocked > 20 ms',
-      shown: `worst ${fmt(worstLoop, 1)} ms over every plugin configuration`,
+      shown: `worst ${fmt(worstLoop, 1)} ms over every plugin configuration; ${fmt(worstLoopWithoutGc, 1)} ms less the app's own GC within it`,
       pass: worstLoop <= 20
     },
     {
@@ -44,7 +45,7 @@ export function judgeGoals (bySize) {
     },
     {
       goal: `a ${Math.min(...sizes)} MB database backs up in <= 20 ms`,
-      shown: `${fmt(small.timeMs, 1)} ms (copy+fsync ${fmt(row(Math.min(...sizes), 'copy').timeMs, 1)} ms)`,
+      shown: `${fmt(small.timeMs, 1)} ms (copy+fsync ${fmt(row(Math.min(...sizes), 'copy').timeMs, 1)} ms); a process's first backup ${fmt(small.firstBackupMs, 1)} ms`,
       pass: small.timeMs <= 20
     },
     {

@@ -40,6 +40,7 @@ export async function measureBackup ({ method, dbPath, idleMs, options = {} }) {
       durationMs: result.durationMs,
       eventLoop: result.eventLoop,
       memory: result.memory,
+      firstBackupMs: result.firstBackupMs,
       writer: { idle: phases.idle, backup: phases.backup },
       lastId,
       check

@@ -12,6 +12,8 @@ export function summarize (runs, baselineRuns, unchanged) {
     runs: runs.length,
     timeMs: median(runs.map((run) => run.durationMs)),
     timeVsCopy: median(runs.map((run) => ratio(run.durationMs, byRound.get(run.round)?.durationMs ?? null))),
+    // The plugin's first backup in the same process, before the measured one (undefined for the other methods).
+    firstBackupMs: median(runs.map((run) => run.firstBackupMs).filter((ms) => ms !== undefined)),
     writer: {
       idleP50: median(runs.map((run) => run.writer.idle.p50)),
       idleP99: median(runs.map((run) => run.writer.idle.p99)),
@@ -20,6 +22,10 @@ export function summarize (runs, baselineRuns, unchanged) {
       backupP99: median(runs.map((run) => run.writer.backup.p99)),
       backupMax: median(runs.map((run) => run.writer.backup.max)),
       worstBackupMax: max(runs.map((run) => run.writer.backup.max ?? 0)),
+      // Runs whose worst commit came in the backup's last 100 ms (the phase ends ~20 ms after the backup does): the
+      // app's first checkpoint after the pin, when the backup did not take it.
+      worstAtEnd: runs.filter((run) => run.writer.backup.worstBeforeEndMs !== null && run.writer.backup.worstBeforeEndMs <= 100).length,
+      runs: runs.length,
       p50Ratio: writerRatio('p50'),
       p99Ratio: writerRatio('p99'),
       maxRatio: writerRatio('max'),
@@ -31,7 +37,10 @@ export function summarize (runs, baselineRuns, unchanged) {
       maxMs: median(runs.map((run) => run.eventLoop.maxMs)),
       worstMaxMs: max(runs.map((run) => run.eventLoop.maxMs)),
       p99Ms: median(runs.map((run) => run.eventLoop.p99Ms)),
-      activeMs: median(runs.map((run) => run.eventLoop.activeMs))
+      activeMs: median(runs.map((run) => run.eventLoop.activeMs)),
+      withoutGcMs: median(runs.map((run) => run.eventLoop.withoutGcMs)),
+      worstWithoutGcMs: max(runs.map((run) => run.eventLoop.withoutGcMs ?? 0)),
+      longestGcMs: max(runs.map((run) => run.eventLoop.longestGcMs ?? 0))
     },
     memory: {
       growthMb: median(runs.map((run) => run.memory.growth / MB)),
