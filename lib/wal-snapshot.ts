@@ -151,10 +151,10 @@ function nBackfill (shm: number): number {
  * lasted. A PASSIVE checkpoint (it never waits for a reader or a writer) does that work here instead, in the
  * backup's thread; a commit of the app that tries meanwhile finds the checkpoint lock taken and goes on.
  *
- * The race for that lock: while the pin lasted, every commit of the app tried a checkpoint, holding the lock for
- * a moment each time (long enough to sort the WAL's frames, then find the pin in the way). So the pin ends right
- * after a checkpoint of our own got the lock, when no attempt of the app's is under way, and the next one follows
- * at once. Returns whether the checkpoint ran. Worker threads only: it may block for a few milliseconds.
+ * The race for that lock: while the pin lasted, every commit of the app tried a checkpoint (the WAL being over the
+ * autocheckpoint size), holding the lock for a moment each time before finding the pin in its way. So the pin ends
+ * right after a checkpoint of our own got the lock, when no attempt of the app's is under way, and the next one
+ * follows at once. Returns whether the checkpoint ran. Worker threads only: it may block for a few milliseconds.
  */
 export function endPin (source: Database.Database, databasePath: string, shm: number): boolean {
   if (walBacklog(shm) < AUTOCHECKPOINT_FRAMES) {
