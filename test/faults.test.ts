@@ -127,6 +127,22 @@ t.test('a full destination disk fails the run with a coded error; nothing is pub
   t.same(backupFiles(destination), [next.path], 'and retention now removes the older one (keep: 1)')
 })
 
+t.test('a full disk under a large snapshot, copied by the snapshot thread\'s helper, fails the same way and leaves nothing', async (t) => {
+  const dir = testdirAfterTeardowns(t)
+  const path = join(dir, 'app.db')
+  // About 40 MB: checked beside its copy, which the helper thread makes (check-beside-copy.ts); 8 MiB do not hold it.
+  const db = createDatabase(path, { rows: 40_000 })
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  mkdirSync(destination)
+  if (!mountOrSkip(t, destination, '8m')) return
+  const app = await buildServingApp(t, { database: db, destination, interval: false })
+  const { error } = await settle(app.backup.now())
+  t.match(error, { code: 'FST_SQLITE_BACKUP_SNAPSHOT_FAILED', message: /SQLITE_FULL/ }, 'with the documented code, naming SQLITE_FULL')
+  t.same(entries(destination), [], 'no partial or temp file')
+  t.match(app.backup.status(), { failed: 1, published: 0 })
+})
+
 t.test('a write transaction held by another process (rollback journal) times the run out with a coded error; the next run works', async (t) => {
   const dir = t.testdir()
   const path = join(dir, 'app.db')
