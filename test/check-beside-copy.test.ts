@@ -5,7 +5,7 @@ import { closeSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs
 import { snapshotDatabase, type snapshotTask } from '../lib/snapshot'
 import { pinWithWal, closeWal } from '../lib/wal-snapshot'
 import type { WorkerTaskOptions } from '../lib/worker/task-thread'
-import { createDatabase, integrityCheck, count, sha256File, destinationFiles, tempFiles, threadCount, waitFor, buildApp, delay } from './helpers'
+import { createDatabase, holdCommitsInWal, integrityCheck, count, sha256File, destinationFiles, tempFiles, threadCount, waitFor, buildApp, delay } from './helpers'
 
 // A large WAL snapshot is checked beside its copy: the snapshot thread runs quick_check on the pinned snapshot while
 // a helper thread copies it. The threads run the built code (dist/worker/entry.js), so these tests load it too.
@@ -30,8 +30,7 @@ async function snapshotInThread (t: Test, job: Parameters<typeof snapshotTask>[0
 function largeWalDatabase (dir: string): { db: Database.Database, path: string } {
   const path = join(dir, 'app.db')
   const db = createDatabase(path, { rows: LARGE_ROWS })
-  db.pragma('wal_checkpoint(TRUNCATE)')
-  db.pragma('wal_autocheckpoint = 0')
+  holdCommitsInWal(db)
   db.exec('UPDATE items SET body = randomblob(1000) WHERE id % 7 = 0')
   db.exec('INSERT INTO items (body) SELECT randomblob(1000) FROM items LIMIT 500')
   return { db, path }

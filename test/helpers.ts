@@ -24,6 +24,15 @@ export function createDatabase (path: string, { journalMode = 'wal', rows = 100 
   return db
 }
 
+/**
+ * Turns the connection's automatic checkpoints off and moves everything in the WAL into the database file: what the
+ * test commits next stays in the WAL until the test checkpoints it.
+ */
+export function holdCommitsInWal (db: Database.Database): void {
+  db.pragma('wal_autocheckpoint = 0')
+  db.pragma('wal_checkpoint(TRUNCATE)')
+}
+
 export interface LogLine {
   level: number
   msg: string

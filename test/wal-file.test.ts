@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { readCommits, readWalHeader, startOf, stillAt, walChecksum, indexCommits, type WalCommit, type WalHeader } from '../lib/continuous/wal-file'
 import type { WalPosition } from '../lib/continuous/position'
-import { createDatabase } from './helpers'
+import { createDatabase, holdCommitsInWal } from './helpers'
 
 // Every expectation here is checked against WAL files that SQLite itself (through better-sqlite3) wrote, read back
 // with a separate, deliberately plain parser (below), except the big-endian case, which no x86 SQLite writes.
@@ -88,8 +88,7 @@ function walDatabase (t: Test): WalDatabase {
   const path = join(dir, 'app.db')
   const db = createDatabase(path, { rows: 10 })
   t.teardown(() => db.close())
-  db.pragma('wal_autocheckpoint = 0')
-  db.pragma('wal_checkpoint(TRUNCATE)')
+  holdCommitsInWal(db)
   return { db, path, wal: `${path}-wal`, dir, base: readFileSync(path) }
 }
 

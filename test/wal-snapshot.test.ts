@@ -8,7 +8,7 @@ import { pinWithWal, copyWalSnapshot, closeWal, RawCopyUnproven } from '../lib/w
 import { snapshotDatabase, snapshotTask } from '../lib/snapshot'
 import { readWalHeader, indexCommits } from '../lib/continuous/wal-file'
 import { openSync, closeSync } from 'node:fs'
-import { createDatabase, integrityCheck, count, sha256File, delay, waitFor, buildApp } from './helpers'
+import { createDatabase, holdCommitsInWal, integrityCheck, count, sha256File, delay, waitFor, buildApp } from './helpers'
 
 // The raw copy of a WAL database (file bytes with the WAL laid over) must be the very snapshot SQLite's backup API
 // copies, while another process writes and checkpoints in every way it can.
@@ -107,8 +107,7 @@ t.test('the raw copy equals the backup API\'s copy of the same snapshot, under a
 function checkpointedWal (dir: string): { db: Database.Database, path: string, rows: number } {
   const path = join(dir, 'app.db')
   const db = createDatabase(path, { rows: 50 })
-  db.pragma('wal_autocheckpoint = 0')
-  db.pragma('wal_checkpoint(TRUNCATE)')
+  holdCommitsInWal(db)
   db.exec('INSERT INTO items (body) SELECT randomblob(3000) FROM items')
   db.pragma('wal_checkpoint(PASSIVE)')
   const rows = (db.prepare('SELECT count(*) AS n FROM items').get() as { n: number }).n
@@ -177,8 +176,7 @@ t.test('after the copy, the snapshot checkpoints a WAL of an autocheckpoint\'s w
     const db = createDatabase(path, { rows: 10 })
     t.teardown(() => db.close())
     // The app's connection never checkpoints by itself: whatever is checkpointed, the snapshot did.
-    db.pragma('wal_autocheckpoint = 0')
-    db.pragma('wal_checkpoint(TRUNCATE)')
+    holdCommitsInWal(db)
     const insert = db.prepare('INSERT INTO items (body) VALUES (randomblob(1000))')
     for (let i = 0; i < rows; i++) insert.run()
     const before = walBacklog(path)
