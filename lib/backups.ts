@@ -1,13 +1,9 @@
-import { access } from 'node:fs/promises'
-import { resolve } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
 import type {
   BackupResult, BackupStatus, BackupFailure, BackupNowOptions, BackupInfo, VerifyResult, RestoreOptions,
   RestoreResult, ReadOptions, SyncResult, RestorableWindow
 } from '../types/index'
 import type { ResolvedOptions } from './options'
-import type { Destination } from './destinations/destination'
-import { newestBackup, withLocalCopy, isPointInTime, pointInTime } from './destinations/read'
 import { destinationName } from './destinations/create'
 import { Publisher } from './publisher'
 import { TaskThread } from './worker/task-thread'
@@ -19,12 +15,8 @@ import { Schedule } from './schedule'
 import { BackupsInUse } from './in-use'
 import { Operations, settlesWithin, until } from './operations'
 import { createNotify, type Notify } from './hooks'
-import { checksumOf } from './record'
-import { verifyInWorker } from './verify'
-import { restoreBackup } from './restore'
+import { BackupReader } from './backup-reader'
 import { Shipper } from './continuous/shipper'
-import { planRestore, restorableWindow } from './continuous/restore-plan'
-import { restorePlan } from './continuous/point-in-time'
 import {
   FST_SQLITE_BACKUP_NOT_READY, FST_SQLITE_BACKUP_CLOSED, FST_SQLITE_BACKUP_INVALID_OPTION,
   FST_SQLITE_BACKUP_INVALID_DATABASE, FST_SQLITE_BACKUP_INVALID_DESTINATION, FST_SQLITE_BACKUP_RESTORE_FAILED,
@@ -46,6 +38,7 @@ export class Backups {
   private readonly staging: Staging
   private readonly leases: Leases
   private readonly backupRun: BackupRun
+  private readonly reader: BackupReader
   private readonly queue: RunQueue<BackupResult>
   private readonly schedule: Schedule | undefined
   private readonly shipper: Shipper | undefined
@@ -81,6 +74,7 @@ export class Backups {
       })
     }
     this.backupRun = new BackupRun({ options, log, staging: this.staging, leases: this.leases, publisher: this.publisher, inUse: this.inUse, closing, shipper: this.shipper, notify: this.notify, snapshotThread: this.snapshotThread })
+    this.reader = new BackupReader({ options, log, publisher: this.publisher, staging: this.staging, inUse: this.inUse, closing })
     this.queue = new RunQueue((force) => this.runAndReport(force))
     if (options.interval > 0) this.schedule = new Schedule(options.interval, () => this.scheduledRun())
   }
@@ -106,33 +100,11 @@ export class Backups {
   async restoreIfMissing (budget: RegistrationBudget): Promise<void> {
     try {
       // Past the budget, the boot is told at once; the restore, aborted, removes its temp file by itself.
-      await until(budget.signal, this.restoreNewestGood(budget.signal))
+      await until(budget.signal, this.reader.restoreNewestGood(budget.signal))
     } catch (err) {
       if (!budget.signal.aborted) throw err
       throw new FST_SQLITE_BACKUP_RESTORE_FAILED(this.options.databasePath, `restoring it at registration did not finish within the app's pluginTimeout (${budget.pluginTimeout} ms); raise it (for example Fastify({ pluginTimeout: 300_000 }), or 0 for no limit), or restore with the command-line tool before starting the app`, { cause: err })
     }
-  }
-
-  private async restoreNewestGood (budget: AbortSignal): Promise<void> {
-    const path = this.options.databasePath
-    if (await access(path).then(() => true, () => false)) return
-    const destination = this.publisher.destinations[0]
-    for (const backup of await destination.list()) {
-      if (!backup.good) continue
-      try {
-        await this.readLocalCopy(destination, backup, (backupPath) => restoreBackup(
-          { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to: path, force: false },
-          { timeout: this.options.timeout, signal: AbortSignal.any([this.closing.signal, budget]) }
-        ), budget)
-        this.log.info({ backup: { id: backup.id, path: backup.path }, database: path }, 'sqlite backup: the database was missing; restored it from the newest good backup')
-        return
-      } catch (err) {
-        const code = (err as { code?: string }).code
-        if (code !== 'FST_SQLITE_BACKUP_VERIFY_FAILED' && code !== 'FST_SQLITE_BACKUP_DECRYPT_FAILED') throw err
-        this.log.error({ err, backup: { id: backup.id } }, 'sqlite backup: skipping a backup that fails verification; trying an older one')
-      }
-    }
-    throw new FST_SQLITE_BACKUP_INVALID_DATABASE(`the file "${path}" does not exist and "${destination.name}" holds no good backup to restore`)
   }
 
   /** Runs on `onReady`, within `budget` (Fastify's pluginTimeout applies there too): no backup is awaited here. */
@@ -183,7 +155,7 @@ export class Backups {
   }
 
   window (options?: ReadOptions): Promise<RestorableWindow | null> {
-    return this.track(async () => await restorableWindow(this.pick(options)))
+    return this.track(() => this.reader.window(options))
   }
 
   status (): BackupStatus {
@@ -205,62 +177,19 @@ export class Backups {
   }
 
   list (options?: ReadOptions): Promise<BackupInfo[]> {
-    return this.track(() => this.pick(options).list())
+    return this.track(() => this.reader.list(options))
   }
 
   verify (id?: string, options?: ReadOptions): Promise<VerifyResult> {
     return this.track(async () => {
-      const destination = this.pick(options)
-      const backup = id === undefined ? await newestBackup(destination) : await destination.find(id)
-      const checkedAt = new Date()
-      const problems = await this.readLocalCopy(destination, backup, (path) => verifyInWorker(
-        { path, expected: checksumOf(backup.metadata) },
-        { timeout: this.options.timeout, signal: this.closing.signal }
-      )).catch((err: Error & { code?: string }) => {
-        // A backup that cannot be decrypted, or whose download does not match its record, is a finding about that
-        // backup, like a bad checksum: reported, not thrown.
-        if (err.code === 'FST_SQLITE_BACKUP_DECRYPT_FAILED' || err.code === 'FST_SQLITE_BACKUP_VERIFY_FAILED') return [err.message]
-        throw err
-      })
-      const result: VerifyResult = { ok: problems.length === 0, id: backup.id, path: backup.path, problems, checkedAt, durationMs: Date.now() - checkedAt.getTime() }
+      const result = await this.reader.verify(id, options)
       this.lastVerify = result
-      if (result.ok) this.log.info({ backup: { id: backup.id } }, 'sqlite backup verified')
-      else this.log.error({ backup: { id: backup.id }, problems }, 'sqlite backup failed verification')
       return result
     })
   }
 
   restore (target: string | { at: Date | string } | 'latest', options: RestoreOptions): Promise<RestoreResult> {
-    return this.track(async () => {
-      if (options === null || typeof options !== 'object' || typeof options.to !== 'string' || options.to === '' || options.to.includes('\0')) {
-        throw new FST_SQLITE_BACKUP_INVALID_OPTION('restore(backup, options)', 'options such as { to: \'/path/of/restored.db\', force: false }')
-      }
-      const destination = this.pick(options)
-      const started = Date.now()
-      const to = resolve(options.to)
-      if (target !== 'latest' && !isPointInTime(target)) {
-        const backup = await destination.find(target)
-        const { sha256, bytes } = await this.readLocalCopy(destination, backup, (backupPath) => restoreBackup(
-          { id: backup.id, backupPath, expected: checksumOf(backup.metadata), to, force: options.force === true, livePath: this.options.databasePath },
-          { timeout: this.options.timeout, signal: this.closing.signal }
-        ))
-        this.log.info({ backup: { id: backup.id }, to }, 'sqlite backup restored')
-        return { id: backup.id, path: to, bytes, sha256, durationMs: Date.now() - started }
-      }
-      const plan = await planRestore(destination, target === 'latest' ? undefined : pointInTime(target))
-      const restored = await this.inUse.during(plan.base.id, async () => {
-        if (destination.type !== 'local') await this.staging.ensure()
-        return await restorePlan(destination, plan, {
-          to,
-          force: options.force === true,
-          livePath: this.options.databasePath,
-          downloadPath: (name) => this.staging.downloadPath(name)
-        }, { timeout: this.options.timeout, signal: this.closing.signal })
-      })
-      const replayed = restored.replayed && { ...restored.replayed, at: restored.replayed.at === null ? null : new Date(restored.replayed.at) }
-      this.log.info({ backup: { id: plan.base.id }, replayed, to }, 'sqlite backup restored')
-      return { id: plan.base.id, path: to, bytes: restored.bytes, sha256: restored.sha256, durationMs: Date.now() - started, ...(replayed && { replayed }) }
-    })
+    return this.track(() => this.reader.restore(target, options))
   }
 
   /** Stops the schedule, waits up to `closeTimeout` for work in flight, then aborts it and releases everything. */
@@ -327,31 +256,6 @@ export class Backups {
       this.notify('onError', error)
       throw error
     }
-  }
-
-  /** Runs `work` on a local copy of a backup (downloaded into the staging directory when offsite), kept from retention meanwhile. */
-  private async readLocalCopy<T> (destination: Destination, backup: BackupInfo, work: (path: string) => Promise<T>, budget?: AbortSignal): Promise<T> {
-    return await this.inUse.during(backup.id, async () => {
-      let signal = budget ? AbortSignal.any([this.closing.signal, budget]) : this.closing.signal
-      if (destination.type !== 'local') {
-        await this.staging.ensure()
-        signal = AbortSignal.any([signal, AbortSignal.timeout(this.options.timeout)])
-      }
-      return await withLocalCopy(destination, backup, { tempPath: this.staging.downloadPath(backup.id), signal }, work)
-    })
-  }
-
-  /** The destination that list(), verify() and restore() read: the first one unless told otherwise. */
-  private pick (options: ReadOptions | undefined): Destination {
-    const index = options?.destination ?? 0
-    const { destinations } = this.publisher
-    if (options !== undefined && (options === null || typeof options !== 'object')) {
-      throw new FST_SQLITE_BACKUP_INVALID_OPTION('options', 'an object such as { destination: 1 }')
-    }
-    if (!Number.isInteger(index) || index < 0 || index >= destinations.length) {
-      throw new FST_SQLITE_BACKUP_INVALID_OPTION('destination', `the index of a destination, from 0 to ${destinations.length - 1}`)
-    }
-    return destinations[index]
   }
 
   /** Tracks a list/verify/restore call so that close() waits for it; refused once closing. */
