@@ -100,8 +100,7 @@ export async function pinWithWal (databasePath: string, source: Database.Databas
   // Borrowed inside the transaction: its lock keeps every descriptor of the file open until it ends.
   const database = borrowDescriptor(databasePath)
   if (database === undefined) return undefined
-  const read = endianness() === 'LE' ? (at: number) => header.readUInt32LE(at) : (at: number) => header.readUInt32BE(at)
-  const mxFrame = read(SHM_MX_FRAME)
+  const mxFrame = shmUint32(header, SHM_MX_FRAME)
   if (mxFrame === 0 || nBackfill(shm!) === mxFrame) return { database, shm: shm!, wal: undefined }
 
   let fd: number
@@ -137,7 +136,12 @@ function walIndexHeader (shm: number): Buffer | undefined {
 function nBackfill (shm: number): number {
   const buffer = Buffer.alloc(4)
   readFully(shm, buffer, 4, SHM_N_BACKFILL)
-  return endianness() === 'LE' ? buffer.readUInt32LE(0) : buffer.readUInt32BE(0)
+  return shmUint32(buffer, 0)
+}
+
+/** A number of the wal-index, which SQLite keeps in the machine's byte order. */
+function shmUint32 (buffer: Buffer, at: number): number {
+  return endianness() === 'LE' ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at)
 }
 
 /**
@@ -173,8 +177,7 @@ export function endPin (source: Database.Database, databasePath: string, shm: nu
 function walBacklog (shm: number): number {
   const header = walIndexHeader(shm)
   if (header === undefined) return 0
-  const mxFrame = endianness() === 'LE' ? header.readUInt32LE(SHM_MX_FRAME) : header.readUInt32BE(SHM_MX_FRAME)
-  return mxFrame - nBackfill(shm)
+  return shmUint32(header, SHM_MX_FRAME) - nBackfill(shm)
 }
 
 /** A PASSIVE checkpoint, tried again for a few ms while another connection's holds the lock ("busy"). */
