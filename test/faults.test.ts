@@ -48,6 +48,19 @@ function mountOrSkip (t: Test, dir: string, size: string): boolean {
   return false
 }
 
+/**
+ * A database of `rows` rows of 1 KB (closed when the test ends) and a destination on a tmpfs of `size`, to fill up
+ * or make read-only; undefined where no tmpfs can be mounted (see mountOrSkip).
+ */
+function databaseWithTmpfsDestination (t: Test, rows: number, size: string): { db: Database.Database, destination: string } | undefined {
+  const dir = testdirAfterTeardowns(t)
+  const db = createDatabase(join(dir, 'app.db'), { rows })
+  t.teardown(() => db.close())
+  const destination = join(dir, 'backups')
+  mkdirSync(destination)
+  return mountOrSkip(t, destination, size) ? { db, destination } : undefined
+}
+
 /** Another process that holds an exclusive write lock on the database (fixtures/lock-holder.js). */
 async function startLockHolder (t: Test, path: string): Promise<ChildProcess> {
   const child = fork(join(__dirname, 'fixtures', 'lock-holder.js'), [path], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -93,14 +106,10 @@ function settle<T> (promise: Promise<T>): Promise<{ value?: T, error?: Error & {
 }
 
 t.test('a full destination disk fails the run with a coded error; nothing is published or deleted; with space, the next run works', async (t) => {
-  const dir = testdirAfterTeardowns(t)
-  const path = join(dir, 'app.db')
   // About 600 KB: one backup fits in a 1 MiB tmpfs, two do not.
-  const db = createDatabase(path, { rows: 550 })
-  t.teardown(() => db.close())
-  const destination = join(dir, 'backups')
-  mkdirSync(destination)
-  if (!mountOrSkip(t, destination, '1m')) return
+  const setup = databaseWithTmpfsDestination(t, 550, '1m')
+  if (setup === undefined) return
+  const { db, destination } = setup
   const app = await buildServingApp(t, { database: db, destination, interval: false, keep: 1 })
 
   const first = await app.backup.now()
@@ -128,14 +137,10 @@ t.test('a full destination disk fails the run with a coded error; nothing is pub
 })
 
 t.test('a full disk under a large snapshot, copied by the snapshot thread\'s helper, fails the same way and leaves nothing', async (t) => {
-  const dir = testdirAfterTeardowns(t)
-  const path = join(dir, 'app.db')
   // About 40 MB: checked beside its copy, which the helper thread makes (check-beside-copy.ts); 8 MiB do not hold it.
-  const db = createDatabase(path, { rows: 40_000 })
-  t.teardown(() => db.close())
-  const destination = join(dir, 'backups')
-  mkdirSync(destination)
-  if (!mountOrSkip(t, destination, '8m')) return
+  const setup = databaseWithTmpfsDestination(t, 40_000, '8m')
+  if (setup === undefined) return
+  const { db, destination } = setup
   const app = await buildServingApp(t, { database: db, destination, interval: false })
   const { error } = await settle(app.backup.now())
   t.match(error, { code: 'FST_SQLITE_BACKUP_SNAPSHOT_FAILED', message: /SQLITE_FULL/ }, 'with the documented code, naming SQLITE_FULL')
@@ -293,13 +298,9 @@ t.test('a database replaced by a rename, then failed runs: the next run backs up
 })
 
 t.test('a destination made read-only at run time fails runs with a coded error and deletes nothing; writable again, the next run works', async (t) => {
-  const dir = testdirAfterTeardowns(t)
-  const path = join(dir, 'app.db')
-  const db = createDatabase(path, { rows: 100 })
-  t.teardown(() => db.close())
-  const destination = join(dir, 'backups')
-  mkdirSync(destination)
-  if (!mountOrSkip(t, destination, '8m')) return
+  const setup = databaseWithTmpfsDestination(t, 100, '8m')
+  if (setup === undefined) return
+  const { db, destination } = setup
   const app = await buildServingApp(t, { database: db, destination, interval: false, keep: 1 })
   const first = await app.backup.now()
   const firstHash = sha256File(first.path)
