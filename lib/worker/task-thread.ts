@@ -32,6 +32,8 @@ export class TaskThread {
   private worker: Worker | undefined
   private nextId = 0
   private queue: Promise<unknown> = Promise.resolve()
+  /** Tasks run() was given that have not settled yet (the one running included). */
+  private pending = 0
   private running = 0
 
   constructor (private readonly options: { concurrent?: boolean } = {}) {}
@@ -39,11 +41,15 @@ export class TaskThread {
   /**
    * Runs one task (after any task already running, unless concurrent). Rejects with FST_SQLITE_BACKUP_TIMEOUT or
    * FST_SQLITE_BACKUP_CLOSED when stopped, and with a TaskFailure when the task itself fails.
+   *
+   * A task for an idle thread is sent before run() returns, not a tick later: the caller may block its own thread
+   * right after, and the task runs meanwhile (check-beside-copy.ts checks while its helper copies).
    */
   async run<T> (task: TaskName, job: unknown, options: WorkerTaskOptions): Promise<T> {
     if (this.options.concurrent === true) return await this.runNow<T>(task, job, options)
-    const turn = this.queue.then(() => this.runNow<T>(task, job, options))
-    this.queue = turn.catch(() => {})
+    const turn = this.pending === 0 ? this.runNow<T>(task, job, options) : this.queue.then(() => this.runNow<T>(task, job, options))
+    this.pending++
+    this.queue = turn.catch(() => {}).finally(() => { this.pending-- })
     return await turn
   }
 
