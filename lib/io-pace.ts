@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { removeFile, CREATE_EXCLUSIVE } from './durable-fs'
+import { writeAll } from './file-writes'
 
 // Dirty pages are written back every 8 MiB. Left to pile up, a gigabyte of them is flushed by one fsync, and every
 // other fsync on the disk (the app's commits and checkpoints) waits behind it: PostgreSQL's checkpoint_flush_after
@@ -134,7 +135,7 @@ export async function copyGradually (from: string, to: string, { maxRate, signal
       for (let position = 0; ;) {
         const { bytesRead } = await source.read(buffer, 0, buffer.length, position)
         if (bytesRead === 0) break
-        await target.write(buffer, 0, bytesRead, position)
+        await writeAll(target, buffer, bytesRead, position)
         position += bytesRead
         await pace.wrote(target.fd, bytesRead, signal)
       }

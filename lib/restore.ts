@@ -8,6 +8,7 @@ import { TaskAborted, TaskFailure } from './worker/protocol'
 import { runInWorker, type WorkerTaskOptions } from './worker/task-thread'
 import { checkDatabaseFile } from './worker/file-checks'
 import { createEmptyFile, renameDurably, removeFile } from './durable-fs'
+import { writeAll } from './file-writes'
 import { replayChain, type ReplayJob, type ReplayOutcome } from './continuous/replay-chain'
 import { hashFile } from './worker/file-checks'
 import { isPluginError, FST_SQLITE_BACKUP_CHAIN_BROKEN, FST_SQLITE_BACKUP_RESTORE_REFUSED, FST_SQLITE_BACKUP_RESTORE_FAILED, FST_SQLITE_BACKUP_VERIFY_FAILED } from './errors'
@@ -129,7 +130,7 @@ export async function copyBackup (job: CopyJob, shouldStop: ShouldStop): Promise
     for await (const chunk of createReadStream(job.from, { highWaterMark: 1 << 20 })) {
       if (shouldStop()) throw new TaskAborted()
       hash.update(chunk as Buffer)
-      await target.write(chunk as Buffer, 0, (chunk as Buffer).length, bytes)
+      await writeAll(target, chunk as Buffer, (chunk as Buffer).length, bytes)
       bytes += (chunk as Buffer).length
     }
     await target.datasync()

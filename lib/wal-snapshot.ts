@@ -16,7 +16,7 @@
 //   is the snapshot, and SQLite lets no checkpoint write to it while such a reader lasts (though the WAL may start
 //   over). Should the WAL start over under a copy that reads it anyway, its frames show other salts: the copy says
 //   it cannot prove the result, and the caller copies the same pinned snapshot through the backup API.
-import { openSync, closeSync, writeSync } from 'node:fs'
+import { openSync, closeSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { endianness } from 'node:os'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
@@ -24,12 +24,13 @@ import Database from 'better-sqlite3'
 import type { Checksum } from './record'
 import { readWalHeader, indexCommits, readFramePage, readFully, type WalIndex } from './continuous/wal-file'
 import { IoPace, sleepSync } from './io-pace'
+import { writeAllSync } from './file-writes'
 import { takeBuffer, keepBuffer } from './kept-buffers'
 import { borrowDescriptor } from './borrowed-descriptors'
 import { beginReadTransaction, retryWhileBusy } from './read-transaction'
 import { TaskAborted, type ShouldStop } from './worker/protocol'
 
-// 1 MiB per read and write: few system calls, one small buffer for a file of any size.
+// 1 MiB per read: few system calls, one small buffer for a file of any size (written in pieces: file-writes.ts).
 const CHUNK_BYTES = 1024 * 1024
 // Tries at reading the same wal-index header around the start of the read transaction; each lasts microseconds,
 // so only a writer committing without pause makes them all miss (the backup API then copies instead).
@@ -247,7 +248,7 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
       // but the pool runs at the app's own priority, and the kernel's copy into the page cache is a third of the
       // copy's CPU: the app's writer in another process had its p99 1.2-1.6x idle during a 1 GB backup, against
       // 0.9-1.1x this way, and the backup was no faster with that writer running.
-      writeFully(target, buffer, length, offset)
+      writeAllSync(target, buffer, length, offset)
       await pace.wrote(target, length)
       // Lets the thread's other work run between chunks (the abort message; continuous backup's ticks).
       await yieldToLoop()
@@ -259,9 +260,4 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
     keepBuffer(buffer)
   }
   return { sha256: hash.digest('hex'), bytes: pageCount * pageSize }
-}
-
-function writeFully (fd: number, buffer: Buffer, length: number, position: number): void {
-  let done = 0
-  while (done < length) done += writeSync(fd, buffer, done, length - done, position + done)
 }

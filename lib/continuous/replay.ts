@@ -2,7 +2,8 @@
 // write them, in the same order, and the file is cut or grown to the commit's database size. Done commit after
 // commit from the chain's snapshot, this rebuilds the database as it was after any commit of the chain.
 
-import { closeSync, constants as fsConstants, fdatasyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs'
+import { closeSync, constants as fsConstants, fdatasyncSync, ftruncateSync, openSync, readSync } from 'node:fs'
+import { writeAllSync } from '../file-writes'
 import type { WalPosition } from './position'
 import type { SegmentFrame } from './segment'
 import { forEachCommit } from './segment-reader'
@@ -17,11 +18,6 @@ export interface ReplayableCommit {
   frames: Iterable<SegmentFrame>
 }
 
-function writeFully (fd: number, data: Buffer, position: number): void {
-  let done = 0
-  while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done)
-}
-
 /**
  * Writes one commit into a database file open on `fd`: each frame's page at its place, later frames of a page over
  * earlier ones as in the WAL, then the file's length set to the commit's database size, which drops the pages a
@@ -33,7 +29,7 @@ export function applyCommit (fd: number, pageSize: number, commit: ReplayableCom
       throw new RangeError(`Cannot apply page ${frame.pgno}: it is ${frame.data.length} bytes but the database's pages are ${pageSize} bytes`)
     }
     if (!Number.isInteger(frame.pgno) || frame.pgno < 1) throw new RangeError(`Cannot apply a frame for page ${frame.pgno}`)
-    writeFully(fd, frame.data, (frame.pgno - 1) * pageSize)
+    writeAllSync(fd, frame.data, frame.data.length, (frame.pgno - 1) * pageSize)
   }
   ftruncateSync(fd, commit.dbSize * pageSize)
 }
@@ -136,7 +132,7 @@ export class Replay {
     try {
       const versions = Buffer.alloc(2)
       readSync(fd, versions, 0, 2, FORMAT_VERSIONS_OFFSET)
-      if (versions[0] === 2 || versions[1] === 2) writeFully(fd, Buffer.from([1, 1]), FORMAT_VERSIONS_OFFSET)
+      if (versions[0] === 2 || versions[1] === 2) writeAllSync(fd, Buffer.from([1, 1]), 2, FORMAT_VERSIONS_OFFSET)
       fdatasyncSync(fd)
     } catch (err) {
       this.fail()

@@ -1,6 +1,7 @@
 // Writing a segment file (its format: segment.ts).
 import { createHash } from 'node:crypto'
-import { closeSync, fdatasyncSync, openSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, fdatasyncSync, openSync, unlinkSync } from 'node:fs'
+import { writeAllSync } from '../file-writes'
 import type { WalPosition } from './position'
 import { MAGIC, FORMAT_VERSION, COMMIT_TAG, END_TAG, MAX_HEADER_BYTES, PRELUDE_BYTES, COMMIT_HEAD_BYTES, WRITE_CHUNK_BYTES, CREATE_EXCLUSIVE, headerProblem, copyPosition, copyHeader, commitProblem, type SegmentHeader, type SegmentCommit, type SegmentSummary } from './segment'
 
@@ -200,10 +201,7 @@ export class SegmentWriter {
   }
 
   private writeAll (bytes: Buffer): void {
-    let done = 0
-    while (done < bytes.length) {
-      done += writeSync(this.fd!, bytes, done, bytes.length - done, this.written + done)
-    }
+    writeAllSync(this.fd!, bytes, bytes.length, this.written)
     this.written += bytes.length
   }
 }
