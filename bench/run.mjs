@@ -73,7 +73,8 @@ async function main () {
     const baselineRuns = records.filter((record) => record.config === BASELINE)
     const rows = CONFIGS.map((config) => ({
       id: config.id,
-      summary: summarize(records.filter((record) => record.config === config.id), baselineRuns, unchangedFor(config.method, config.mode, unchangedRuns))
+      sameWork: config.sameWork,
+      summary: summarize(records.filter((record) => record.config === config.id), baselineRuns, unchangedFor(config.method, config.mode, unchangedRuns), records.filter((record) => record.config === config.sameWork))
     }))
     const phases = Object.fromEntries(Object.keys(phaseRuns[0]).map((key) => [key, median(phaseRuns.map((p) => p[key]))]))
     const bytes = fileSize(paths.wal)

@@ -6,6 +6,7 @@ import Fastify from 'fastify'
 import Database from 'better-sqlite3'
 import { methods } from '../methods/index.mjs'
 import { peakRss } from '../lib/memory.mjs'
+import { cpuWaits } from '../lib/cpu-waits.mjs'
 
 const [methodName, dbPath, scratchDir, optionsJson] = process.argv.slice(2)
 const method = methods[methodName]
@@ -38,6 +39,7 @@ try {
       // machine (I/O stalls, CPU contention), not work done on the event loop.
       const utilization = performance.eventLoopUtilization()
       const gaps = watchLongestGap()
+      const waits = cpuWaits()
       const started = process.hrtime.bigint()
       const copy = await method.backup(ctx)
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6
@@ -45,13 +47,14 @@ try {
       await sleep(10)
       delay.disable()
       const gap = await gaps.stop()
+      const waited = waits.stop()
       const activeMs = performance.eventLoopUtilization(utilization).active
       const after = peakRss()
       process.send({
         type: 'done',
         durationMs,
         copy,
-        eventLoop: { maxMs: delay.max / 1e6, p99Ms: delay.percentile(99) / 1e6, samples: delay.count, activeMs, ...gap },
+        eventLoop: { maxMs: delay.max / 1e6, p99Ms: delay.percentile(99) / 1e6, samples: delay.count, activeMs, ...gap, ...waited },
         memory: { before, after, growth: after - before },
         firstBackupMs: prepared?.firstBackupMs
       })

@@ -39,9 +39,11 @@ export function judgeGoals (bySize) {
       pass: worstLoop <= 20
     },
     {
+      // Against the plain copy that leaves the destination as the plugin does (configs.mjs: sameWork), and shown
+      // against the first copy too.
       goal: 'backup time <= 1.5x copy+fsync, no rate limit',
-      shown: `${fmt(plugin.timeVsCopy, 2)}x (${fmt(plugin.timeMs, 0)} ms)`,
-      pass: plugin.timeVsCopy !== null && plugin.timeVsCopy <= 1.5
+      shown: `${fmt(plugin.timeVsSameWork, 2)}x the same plain copy (copy-keep), ${fmt(rotate.timeVsSameWork, 2)}x with retention (copy-rotate); ${fmt(plugin.timeVsCopy, 2)}x a first copy (${fmt(plugin.timeMs, 0)} ms)`,
+      pass: plugin.timeVsSameWork !== null && plugin.timeVsSameWork <= 1.5 && rotate.timeVsSameWork !== null && rotate.timeVsSameWork <= 1.5
     },
     {
       goal: `a ${Math.min(...sizes)} MB database backs up in <= 20 ms`,

@@ -5,14 +5,15 @@ export function sizeTable (sizeMb, bytes, rows) {
   const lines = [
     `### ${sizeMb} MB (${fmt(bytes / 1024 / 1024, 1)} MiB file)`,
     '',
-    '| method | time (median) | × copy limit | writer p50 × idle | writer p99 × idle | writer worst commit (idle worst) [backups of 1 s or more: runs where it came in their last 0.1 s] | commits/s × idle | writer errors | event loop longest delay (worst run) | event loop p99 | event loop busy (total) | longest delay less GC within it (worst run) | longest GC pause | peak memory growth | deciding "unchanged" | copy correct |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+    '| method | time (median) | × copy limit | × the same plain copy | writer p50 × idle | writer p99 × idle | writer worst commit (idle worst) [backups of 1 s or more: runs where it came in their last 0.1 s] | commits/s × idle | writer errors | event loop longest delay (worst run) | event loop p99 | event loop busy (total) | longest delay less GC within it (worst run) | longest GC pause | host steal (worst run) | main thread run-queue wait | peak memory growth | deciding "unchanged" | copy correct |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
   ]
-  for (const { id, summary: s } of rows) {
+  for (const { id, sameWork, summary: s } of rows) {
     lines.push('| ' + [
       id,
       `${fmt(s.timeMs, 1)} ms`,
       `${fmt(s.timeVsCopy, 2)}×`,
+      sameWork ? `${fmt(s.timeVsSameWork, 2)}× ${sameWork}` : '—',
       `${fmt(s.writer.p50Ratio, 2)}×`,
       `${fmt(s.writer.p99Ratio, 2)}×`,
       `${fmt(s.writer.backupMax, 1)} ms (${fmt(s.writer.idleMax, 1)} ms)${s.timeMs >= 1000 ? ` [${s.writer.worstAtEnd}/${s.writer.runs}]` : ''}`,
@@ -23,6 +24,8 @@ export function sizeTable (sizeMb, bytes, rows) {
       `${fmt(s.eventLoop.activeMs, 1)} ms`,
       `${fmt(s.eventLoop.withoutGcMs, 1)} ms (${fmt(s.eventLoop.worstWithoutGcMs, 1)} ms)`,
       `${fmt(s.eventLoop.longestGcMs, 1)} ms`,
+      `${fmt(s.eventLoop.stealMs, 0)} ms (${fmt(s.eventLoop.worstStealMs, 0)} ms)`,
+      `${fmt(s.eventLoop.runQueueMs, 1)} ms`,
       `${fmt(s.memory.growthMb, 1)} MB`,
       unchangedCell(s.unchanged),
       correctCell(s.checks)

@@ -4,14 +4,17 @@ import { median, ratio, max } from './stats.mjs'
 
 const MB = 1024 * 1024
 
-export function summarize (runs, baselineRuns, unchanged) {
+/** `sameWorkRuns`: the runs of the plain copy that does the same work (configs.mjs), if there is one. */
+export function summarize (runs, baselineRuns, unchanged, sameWorkRuns = []) {
   const byRound = new Map(baselineRuns.map((run) => [run.round, run]))
+  const sameWorkByRound = new Map(sameWorkRuns.map((run) => [run.round, run]))
   const writerRatio = (key) => median(runs.map((run) => ratio(run.writer.backup[key], run.writer.idle[key])))
   const checked = runs.filter((run) => run.check)
   return {
     runs: runs.length,
     timeMs: median(runs.map((run) => run.durationMs)),
     timeVsCopy: median(runs.map((run) => ratio(run.durationMs, byRound.get(run.round)?.durationMs ?? null))),
+    timeVsSameWork: median(runs.map((run) => ratio(run.durationMs, sameWorkByRound.get(run.round)?.durationMs ?? null))),
     // The plugin's first backup in the same process, before the measured one (undefined for the other methods).
     firstBackupMs: median(runs.map((run) => run.firstBackupMs).filter((ms) => ms !== undefined)),
     writer: {
@@ -40,7 +43,10 @@ export function summarize (runs, baselineRuns, unchanged) {
       activeMs: median(runs.map((run) => run.eventLoop.activeMs)),
       withoutGcMs: median(runs.map((run) => run.eventLoop.withoutGcMs)),
       worstWithoutGcMs: max(runs.map((run) => run.eventLoop.withoutGcMs ?? 0)),
-      longestGcMs: max(runs.map((run) => run.eventLoop.longestGcMs ?? 0))
+      longestGcMs: max(runs.map((run) => run.eventLoop.longestGcMs ?? 0)),
+      stealMs: median(runs.map((run) => run.eventLoop.stealMs)),
+      worstStealMs: max(runs.map((run) => run.eventLoop.stealMs ?? 0)),
+      runQueueMs: median(runs.map((run) => run.eventLoop.runQueueMs))
     },
     memory: {
       growthMb: median(runs.map((run) => run.memory.growth / MB)),

@@ -1,6 +1,7 @@
 // The copy limit: the least any full backup of the file must cost, a plain file copy made durable. Not a valid
 // backup of a live database (nothing stops writers), so its copies are not checked; it is the baseline for ratios.
 // options.rotate: a previous copy exists, and is deleted after the new one is durable, as a script would rotate.
+// options.keep: a previous copy exists and stays (a script keeping two copies).
 import { copyFile, open, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -10,7 +11,7 @@ export const unchecked = true
 export async function setup () {}
 
 export async function prepare (ctx) {
-  if (ctx.options.rotate) await durableCopy(ctx.dbPath, join(ctx.scratchDir, 'previous-copy.sqlite'))
+  if (ctx.options.rotate || ctx.options.keep) await durableCopy(ctx.dbPath, join(ctx.scratchDir, 'previous-copy.sqlite'))
 }
 
 export async function backup ({ dbPath, scratchDir, options }) {
