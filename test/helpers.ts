@@ -3,7 +3,7 @@ import type { Test } from 'tap'
 import Database from 'better-sqlite3'
 import { readdirSync, readlinkSync, readFileSync, watch } from 'node:fs'
 import { join } from 'node:path'
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { Writable } from 'node:stream'
 import { once } from 'node:events'
 import backup, { type FastifySqliteBackupOptions } from 'fastify-sqlite-backup'
@@ -248,7 +248,6 @@ export function watchSnapshots (t: Test, dir: string): SnapshotWatch {
 }
 
 // Helpers for the fault-injection tests (faults, crash, shutdown).
-import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 
 /** Hex sha256 of a file's contents. */
@@ -287,4 +286,9 @@ export function remount (dir: string, options: string): void {
 export function testdirAfterTeardowns (t: Test): string {
   t.teardown(() => {})
   return t.testdir()
+}
+
+/** How many bytes of a file the page cache holds (util-linux's fincore). */
+export function cachedBytes (path: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim())
 }
