@@ -9,8 +9,6 @@ import { closeSync, constants, openSync, write } from 'node:fs'
 import { promisify } from 'node:util'
 import { writeAllSync } from './file-writes'
 
-/** Below this size the page cache costs little, and the check after the copy reads the copy back from there. */
-export const DIRECT_MIN_BYTES = 32 * 1024 * 1024
 const writeAsync = promisify(write)
 // Positions and lengths of direct writes are multiples of this (disks' logical blocks are 512 or 4096 bytes).
 const DIRECT_ALIGNMENT = 4096

@@ -137,7 +137,8 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
         const { shm } = pinned
         const finishPin = (): void => { if (checkpointAfter) endPin(source, job.source, shm); else source.exec('COMMIT') }
         if (checkBesideCopy && pageCount * pageSize >= CHECK_BESIDE_COPY_MIN_BYTES) {
-          const { checksum, problems } = await copyWhileChecking(source, rawJob, shouldStop).catch(diskFull)
+          // Checked beside, the copy is read back by nothing soon: it is written around the page cache.
+          const { checksum, problems } = await copyWhileChecking(source, { ...rawJob, direct: true }, shouldStop).catch(diskFull)
           finishPin()
           return { ...info, ...checksum, method: 'raw', problems }
         }
