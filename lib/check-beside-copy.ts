@@ -36,6 +36,7 @@ export interface CheckedRawCopy {
 export async function copyWhileChecking (source: Database.Database, job: RawCopyJob, shouldStop: ShouldStop): Promise<CheckedRawCopy> {
   helper ??= new TaskThread()
   const stop = new AbortController()
+  // Sent to the helper at once (it is idle: one snapshot at a time), so that it copies while this thread checks.
   const copied = helper.run<Checksum>('raw-copy', job, { timeout: NO_TIMEOUT_MS, signal: stop.signal })
   // Settled below in every case; until then a rejection is not an unhandled one.
   copied.catch(() => {})

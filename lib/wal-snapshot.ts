@@ -252,11 +252,10 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
       // Bytes 18-19 say "WAL" (2); a backup is a single file, so it says "rollback journal" (1) and opens anywhere.
       if (first === 1 && (buffer[18] === 2 || buffer[19] === 2)) buffer.fill(1, 18, 20)
       hash.update(buffer.subarray(0, length))
-      // Written from this thread, which runs at a lower CPU priority (worker/priority.ts). Handing the writes to the
-      // thread pool let them overlap the hash (the copy alone 1.3x a plain copy instead of 1.8x, with no writer),
-      // but the pool runs at the app's own priority, and the kernel's copy into the page cache was a third of the
-      // copy's CPU (in 1 MiB writes): the app's writer in another process had its p99 1.2-1.6x idle during a 1 GB backup, against
-      // 0.9-1.1x this way, and the backup was no faster with that writer running.
+      // A direct write goes to the thread pool and overlaps the next chunk's reads and hash (copy-target.ts). A write
+      // through the page cache is made here, at this thread's lower CPU priority (worker/priority.ts): it is the
+      // kernel copying memory, and handed to the pool (which runs at the app's priority) it raised the p99 of the
+      // app's writer in another process to 1.2-1.6x idle during a 1 GB backup, against 0.9-1.1x this way.
       await writing
       writing = target.write(buffer, length, offset)
       // Settled below in every case; until then a failure is not an unhandled rejection.
