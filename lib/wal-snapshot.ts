@@ -226,8 +226,13 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
     if (index.dbSize !== pageCount) throw new RawCopyUnproven(`the WAL's last commit has ${index.dbSize} pages, the snapshot ${pageCount}`)
   }
   const pagesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / pageSize))
-  // Two buffers: one is filled and hashed while the other's chunk is being written.
-  const buffers = [takeBuffer(pagesPerChunk * pageSize, { pageAligned: true }), takeBuffer(pagesPerChunk * pageSize, { pageAligned: true })]
+  const chunkBytes = pagesPerChunk * pageSize
+  // Written directly, a chunk is still being written while the next one is read and hashed: two buffers, on page
+  // boundaries. Through the page cache, a chunk is written before the next is read: one buffer, as fresh memory
+  // costs a page fault per 4 KiB (a process's first small backup pays for every buffer it takes).
+  const buffers = job.direct === true
+    ? [takeBuffer(chunkBytes, { pageAligned: true }), takeBuffer(chunkBytes, { pageAligned: true })]
+    : [takeBuffer(chunkBytes)]
   const hash = createHash('sha256')
   const pace = new IoPace(job.maxRate)
   const target = new CopyTarget(job.tempPath, { direct: job.direct === true })
@@ -235,7 +240,7 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
   try {
     for (let first = 1, chunk = 0; first <= pageCount; first += pagesPerChunk, chunk++) {
       if (shouldStop()) throw new TaskAborted()
-      const buffer = buffers[chunk % 2]
+      const buffer = buffers[chunk % buffers.length]
       const pages = Math.min(pagesPerChunk, pageCount - first + 1)
       const length = pages * pageSize
       const offset = (first - 1) * pageSize
