@@ -5,7 +5,7 @@
 // writers' fsyncs too. "keep": a previous copy exists and stays, as the plugin's first backup does with keep: 2.
 // `sameWork`: the plain copy that leaves the destination as the plugin's row does (a second file written beside
 // the first, or over its deletion). What a write costs depends on how much new page cache it needs: on a VM that
-// returns freed memory to its host, a second gigabyte kept in the page cache costs a plain copy 1.5-3x the first.
+// returns freed memory to its host, a second gigabyte kept in the page cache costs a plain copy 2-4x the first.
 
 /** The configurations of a run; `rates` (MB/s) add the plugin with maxRate set, rotating. */
 export function configsFor (rates) {
