@@ -1,18 +1,17 @@
 // Runs in the follower's worker thread: reads every committed transaction from the database's WAL, shortly after
 // it commits, into a segment file in the staging directory, and keeps SQLite from reusing any frame before it has
 // been read. Synchronous by design: the thread has nothing else to do.
-import { openSync, closeSync, statSync, fstatSync } from 'node:fs'
+import { openSync, closeSync, fstatSync } from 'node:fs'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
 import { readWalHeader, readCommits, startOf, stillAt, type WalHeader } from './wal-file'
 import { SegmentWriter } from './segment-writer'
 import type { SegmentSummary } from './segment'
 import { sameIncarnation, type WalPosition } from './position'
 import { newChainId, type ChainState } from './chain'
+import { FollowerConnections } from './follower-connections'
 
 // Read at most this much page data per read call, so that memory stays bounded under a fast writer.
 const READ_BATCH_BYTES = 8 << 20
-const READER_BUSY_MS = 100
 const WAL_HEADER_BYTES = 32
 const FRAME_HEADER_BYTES = 24
 
@@ -56,11 +55,8 @@ export interface TickResult {
  * the app's own checkpoints, which wait for readers, wait for one tick at most.
  */
 export class WalFollower {
-  private readers: Database.Database[] = []
-  private writeLock: Database.Database | undefined
-  private checkpointer: Database.Database | undefined
+  private connections: FollowerConnections | undefined
   private held = -1
-  private inode = ''
   private state: ChainState | undefined
   private segment: SegmentWriter | undefined
   private walSize = 0
@@ -103,23 +99,23 @@ export class WalFollower {
 
   /** Reads what was committed since the last tick, then moves the read lock on. */
   tick (now = Date.now()): TickResult {
-    const identity = this.problemWithIdentity()
+    const identity = this.connections!.fileProblem()
     if (identity !== undefined) return this.breakChain(identity)
     if (this.unguarded) return this.breakChain('the follower held no read lock for a moment (it could not take one again after a checkpoint)')
     const previous = this.held
     const next = 1 - previous
-    if (!this.beginRead(next)) return { commits: 0 }
+    if (!this.connections!.beginRead(next)) return { commits: 0 }
     let result: TickResult
     try {
       result = this.readNew(now)
     } catch (err) {
       // Nothing new was taken in: the older read lock stays, still guarding what was not read.
-      this.endRead(next)
+      this.connections!.endRead(next)
       throw err
     }
     // A break reopened every connection, with a read lock of its own.
     if (result.broke !== undefined) return result
-    this.endRead(previous)
+    this.connections!.endRead(previous)
     this.held = next
     if (this.walInUse > this.settings.walSizeLimit) this.checkpoint(now)
     return result
@@ -144,29 +140,15 @@ export class WalFollower {
   close (): void {
     this.segment?.discard()
     this.segment = undefined
-    for (const db of [...this.readers, this.writeLock, this.checkpointer]) {
-      if (db?.inTransaction) db.exec('ROLLBACK')
-      db?.close()
-    }
-    this.readers = []
-    this.writeLock = this.checkpointer = undefined
+    this.connections?.close()
+    this.connections = undefined
   }
 
   private open (): void {
-    const connect = (): Database.Database => {
-      const db = new Database(this.settings.databasePath, { fileMustExist: true })
-      db.pragma(`busy_timeout = ${READER_BUSY_MS}`)
-      // A connection that only reads pages once needs no cache.
-      db.pragma('cache_size = -64')
-      return db
-    }
-    this.readers = [connect(), connect()]
-    this.writeLock = connect()
-    this.checkpointer = connect()
-    const mode = this.readers[0].pragma('journal_mode', { simple: true })
+    this.connections = new FollowerConnections(this.settings.databasePath)
+    const mode = this.connections.readers[0].pragma('journal_mode', { simple: true })
     if (mode !== 'wal') throw Object.assign(new Error(`the database is in ${String(mode)} journal mode`), { code: 'NOT_WAL' })
-    this.inode = fileIdentity(this.settings.databasePath)
-    if (!this.beginRead(0)) throw new Error('could not open a read transaction on the database')
+    if (!this.connections.beginRead(0)) throw new Error('could not open a read transaction on the database')
     this.held = 0
   }
 
@@ -278,8 +260,8 @@ export class WalFollower {
    * last frames, copy the rest and take the read lock anew on the fully copied WAL: the next writer starts over.
    */
   private checkpoint (now: number): void {
-    this.checkpointer!.pragma('wal_checkpoint(PASSIVE)')
-    const lock = this.writeLock!
+    const { checkpointer, writeLock: lock } = this.connections!
+    checkpointer.pragma('wal_checkpoint(PASSIVE)')
     try {
       lock.exec('BEGIN IMMEDIATE')
     } catch (err) {
@@ -290,9 +272,9 @@ export class WalFollower {
       // A break reopened every connection (this lock's included): nothing to checkpoint on this pass.
       if (this.readNew(now).broke !== undefined) return
       const reader = this.held
-      this.endRead(reader)
-      this.checkpointer!.pragma('wal_checkpoint(PASSIVE)')
-      if (!this.beginRead(reader)) {
+      this.connections!.endRead(reader)
+      checkpointer.pragma('wal_checkpoint(PASSIVE)')
+      if (!this.connections!.beginRead(reader)) {
         // Frames may be reused before they are read from now on: the next tick starts a new chain.
         this.unguarded = true
         throw new Error('could not take the read lock again after a checkpoint')
@@ -300,25 +282,6 @@ export class WalFollower {
     } finally {
       if (lock.open && lock.inTransaction) lock.exec('ROLLBACK')
     }
-  }
-
-  private beginRead (index: number): boolean {
-    const db = this.readers[index]
-    try {
-      db.exec('BEGIN')
-      // A deferred transaction takes its snapshot (and its WAL read lock) at the first read.
-      db.prepare('SELECT count(*) FROM sqlite_schema').get()
-      return true
-    } catch (err) {
-      if (db.inTransaction) db.exec('ROLLBACK')
-      if ((err as { code?: string }).code === 'SQLITE_BUSY') return false
-      throw err
-    }
-  }
-
-  private endRead (index: number): void {
-    const db = this.readers[index]
-    if (db?.inTransaction) db.exec('COMMIT')
   }
 
   private openWal (): number | undefined {
@@ -329,24 +292,9 @@ export class WalFollower {
       throw err
     }
   }
-
-  private problemWithIdentity (): string | undefined {
-    let now: string
-    try {
-      now = fileIdentity(this.settings.databasePath)
-    } catch {
-      return 'the database file is gone'
-    }
-    return now === this.inode ? undefined : 'the database file was replaced by another file'
-  }
 }
 
 /** Before the WAL has any header: the first one that appears starts the chain. */
 function emptyPosition (): WalPosition {
   return { checkpointSeq: -1, salt1: 0, salt2: 0, frame: 0, checksum: [0, 0] }
-}
-
-function fileIdentity (path: string): string {
-  const stats = statSync(path, { bigint: true })
-  return `${stats.dev}:${stats.ino}`
 }
