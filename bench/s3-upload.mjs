@@ -11,13 +11,12 @@
 import { readFileSync, rmSync, copyFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { S3Client, CreateBucketCommand, PutObjectCommand, ListObjectsV2Command, DeleteObjectCommand } from '@aws-sdk/client-s3'
 import { generateIdentity, identityToRecipient } from 'age-encryption'
 import { ensureDatabase, fileSize } from './lib/database.mjs'
-import { forkChild, nextMessage, reap } from './lib/children.mjs'
+import { startIdleLoop } from './lib/idle-loop.mjs'
 import { median, max } from './lib/stats.mjs'
 import { SCRATCH_DIR, ensureDirs } from './lib/paths.mjs'
 import { describeMachine } from './lib/machine.mjs'
@@ -31,7 +30,6 @@ const { values } = parseArgs({ options: { size: { type: 'string', default: '205'
 const env = Object.fromEntries(readFileSync(new URL('../.ci/s3.env', import.meta.url), 'utf8').trim().split('\n').map((line) => line.split('=')))
 const credentials = { accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY }
 const server = { region: env.S3_REGION, endpoint: env.S3_ENDPOINT, forcePathStyle: true, credentials }
-const IDLE_LOOP = fileURLToPath(new URL('./child/idle-loop.mjs', import.meta.url))
 
 ensureDirs()
 const database = ensureDatabase(Number(values.size), 'wal', (line) => console.error(`[s3-upload] ${line}`))
@@ -83,9 +81,8 @@ rmSync(file, { force: true })
 rmSync(small, { force: true })
 
 async function measure (variant) {
-  const idle = forkChild(IDLE_LOOP)
-  await nextMessage(idle, 'ready', 10_000)
-  idle.send({ type: 'start' })
+  const idle = await startIdleLoop()
+  idle.watch()
   const delay = monitorEventLoopDelay({ resolution: 1 })
   delay.enable()
   const utilization = performance.eventLoopUtilization()
@@ -94,10 +91,7 @@ async function measure (variant) {
   const durationMs = performance.now() - started
   const activeMs = performance.eventLoopUtilization(utilization).active
   delay.disable()
-  const stopped = nextMessage(idle, 'stopped', 10_000)
-  idle.send({ type: 'stop' })
-  const { maxMs: idleMaxMs } = await stopped
-  await reap(idle)
+  const idleMaxMs = await idle.stop()
   return { durationMs, loopMaxMs: delay.max / 1e6, activeMs, idleMaxMs }
 }
 

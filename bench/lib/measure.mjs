@@ -7,6 +7,7 @@ import { forkChild, nextMessage, reap } from './children.mjs'
 import { startWriter } from './writer.mjs'
 import { resetDatabase } from './database.mjs'
 import { verifyCopy } from './verify.mjs'
+import { startIdleLoop } from './idle-loop.mjs'
 import { SCRATCH_DIR, ensureDirs } from './paths.mjs'
 import { methods } from '../methods/index.mjs'
 
@@ -21,16 +22,21 @@ export async function measureBackup ({ method, dbPath, idleMs, options = {} }) {
   const scratchDir = mkdtempSync(join(SCRATCH_DIR, `${method}-`))
   const app = forkChild(APP, [method, dbPath, scratchDir, JSON.stringify(options)])
   let writer
+  let bystander
   try {
     await nextMessage(app, 'ready', 60_000)
+    bystander = await startIdleLoop()
     writer = await startWriter(dbPath)
     await sleep(WARMUP_MS)
     await writer.phase('idle')
     await sleep(idleMs)
     const lastId = await writer.phase('backup')
     const done = nextMessage(app, 'done', BACKUP_LIMIT_MS)
+    bystander.watch()
     app.send({ type: 'go' })
     const result = await done
+    const idleProcessMaxMs = await bystander.stop()
+    bystander = undefined
     await writer.phase('after')
     const phases = await writer.stop()
     writer = undefined
@@ -38,7 +44,8 @@ export async function measureBackup ({ method, dbPath, idleMs, options = {} }) {
     const check = methods[method].unchecked ? null : verifyCopy(result.copy.path, dbPath, lastId)
     return {
       durationMs: result.durationMs,
-      eventLoop: result.eventLoop,
+      // The bystander's window opens a little before the app's and closes a little after.
+      eventLoop: { ...result.eventLoop, idleProcessMaxMs },
       memory: result.memory,
       firstBackupMs: result.firstBackupMs,
       writer: { idle: phases.idle, backup: phases.backup },
@@ -47,6 +54,7 @@ export async function measureBackup ({ method, dbPath, idleMs, options = {} }) {
     }
   } finally {
     writer?.kill()
+    bystander?.kill()
     app.kill('SIGKILL')
     rmSync(scratchDir, { recursive: true, force: true })
   }

@@ -5,8 +5,8 @@ export function sizeTable (sizeMb, bytes, rows) {
   const lines = [
     `### ${sizeMb} MB (${fmt(bytes / 1024 / 1024, 1)} MiB file)`,
     '',
-    '| method | time (median) | × copy limit | × the same plain copy | writer p50 × idle | writer p99 × idle | writer worst commit (idle worst) [backups of 1 s or more: runs where it came in their last 0.1 s] | commits/s × idle | writer errors | event loop longest delay (worst run) | event loop p99 | event loop busy (total) | longest delay less GC within it (worst run) | longest GC pause | host steal (worst run) | main thread run-queue wait | peak memory growth | deciding "unchanged" | copy correct |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+    '| method | time (median) | × copy limit | × the same plain copy | writer p50 × idle | writer p99 × idle | writer worst commit (idle worst) [backups of 1 s or more: runs where it came in their last 0.1 s] | commits/s × idle | writer errors | event loop longest delay (worst run) | event loop p99 | event loop busy (total) | longest delay less GC within it (worst run) | longest GC pause | longest delay of an idle process, same window (worst run) | host steal (worst run) | main thread run-queue wait | peak memory growth | deciding "unchanged" | copy correct |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
   ]
   for (const { id, sameWork, summary: s } of rows) {
     lines.push('| ' + [
@@ -24,6 +24,7 @@ export function sizeTable (sizeMb, bytes, rows) {
       `${fmt(s.eventLoop.activeMs, 1)} ms`,
       `${fmt(s.eventLoop.withoutGcMs, 1)} ms (${fmt(s.eventLoop.worstWithoutGcMs, 1)} ms)`,
       `${fmt(s.eventLoop.longestGcMs, 1)} ms`,
+      `${fmt(s.eventLoop.idleProcessMaxMs, 1)} ms (${fmt(s.eventLoop.worstIdleProcessMaxMs, 1)} ms)`,
       `${fmt(s.eventLoop.stealMs, 0)} ms (${fmt(s.eventLoop.worstStealMs, 0)} ms)`,
       `${fmt(s.eventLoop.runQueueMs, 1)} ms`,
       `${fmt(s.memory.growthMb, 1)} MB`,

@@ -46,7 +46,10 @@ export function summarize (runs, baselineRuns, unchanged, sameWorkRuns = []) {
       longestGcMs: max(runs.map((run) => run.eventLoop.longestGcMs ?? 0)),
       stealMs: median(runs.map((run) => run.eventLoop.stealMs)),
       worstStealMs: max(runs.map((run) => run.eventLoop.stealMs ?? 0)),
-      runQueueMs: median(runs.map((run) => run.eventLoop.runQueueMs))
+      runQueueMs: median(runs.map((run) => run.eventLoop.runQueueMs)),
+      // A process doing nothing but watch its loop, over the same windows: the machine's share of a delay.
+      idleProcessMaxMs: median(runs.map((run) => run.eventLoop.idleProcessMaxMs)),
+      worstIdleProcessMaxMs: max(runs.map((run) => run.eventLoop.idleProcessMaxMs ?? 0))
     },
     memory: {
       growthMb: median(runs.map((run) => run.memory.growth / MB)),
