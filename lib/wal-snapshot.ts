@@ -18,11 +18,11 @@
 //   it cannot prove the result, and the caller copies the same pinned snapshot through the backup API.
 import { openSync, closeSync } from 'node:fs'
 import { createHash } from 'node:crypto'
-import { endianness } from 'node:os'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import type { Checksum } from './record'
-import { readWalHeader, indexCommits, readFramePage, readFully, type WalIndex } from './continuous/wal-file'
+import { readWalHeader, readCommitFrame, readFramePage, readFully, type WalHeader } from './continuous/wal-file'
+import { walIndexHeader, mxFrameOf, nPageOf, saltsOf, nBackfill, walBacklog, framePages } from './wal-index'
 import { IoPace, sleepSync } from './io-pace'
 import { CopyTarget } from './copy-target'
 import { takeBuffer, keepBuffer } from './kept-buffers'
@@ -36,14 +36,6 @@ const CHUNK_BYTES = 1024 * 1024
 // so only a writer committing without pause makes them all miss (the backup API then copies instead).
 const PIN_ATTEMPTS = 50
 
-// The wal-index: two copies of a 48-byte header (isInit at 12, mxFrame at 16, the WAL's salts at 32 as in the WAL
-// header), then the checkpoint information (nBackfill at 96). Numbers in the machine's byte order.
-const SHM_HEADER_BYTES = 48
-const SHM_IS_INIT = 12
-const SHM_MX_FRAME = 16
-const SHM_SALTS = 32
-const SHM_N_BACKFILL = 96
-const WAL_HEADER_SALTS = 16
 // SQLite's default wal_autocheckpoint: how many frames in the WAL make a commit checkpoint.
 const AUTOCHECKPOINT_FRAMES = 1000
 const CHECKPOINT_ATTEMPTS = 20
@@ -59,7 +51,11 @@ export class RawCopyUnproven extends Error {
 /** The WAL's part of a pinned snapshot: where each page's version is, up to the snapshot's last commit. */
 export interface PinnedWal {
   fd: number
-  index: WalIndex
+  header: WalHeader
+  /** The database's size in pages after the snapshot's last commit. */
+  dbSize: number
+  /** Page number → the frame (1-based) that holds its version in the snapshot. */
+  pages: Map<number, number>
 }
 
 /** A snapshot pinned with exactly what the raw copy needs to read it. */
@@ -101,7 +97,7 @@ export async function pinWithWal (databasePath: string, source: Database.Databas
   // Borrowed inside the transaction: its lock keeps every descriptor of the file open until it ends.
   const database = borrowDescriptor(databasePath)
   if (database === undefined) return undefined
-  const mxFrame = shmUint32(header, SHM_MX_FRAME)
+  const mxFrame = mxFrameOf(header)
   if (mxFrame === 0 || nBackfill(shm!) === mxFrame) return { database, shm: shm!, wal: undefined }
 
   let fd: number
@@ -110,39 +106,30 @@ export async function pinWithWal (databasePath: string, source: Database.Databas
   } catch {
     return undefined
   }
+  const wal = walPages(fd, header, shm!)
+  if (wal === undefined) {
+    closeSync(fd)
+    return undefined
+  }
+  return { database, shm: shm!, wal }
+}
+
+/**
+ * Where each page of the snapshot whose wal-index header is `header` is in the WAL, read from the wal-index (a
+ * few bytes per frame) rather than from the WAL's frames (a page each): what SQLite's own readers do. Undefined
+ * unless the WAL is the one the wal-index describes and its frame mxFrame is the commit the header counts.
+ */
+function walPages (fd: number, header: Buffer, shm: number): PinnedWal | undefined {
   const walHeader = readWalHeader(fd)
-  const salts = Buffer.alloc(8)
-  readFully(fd, salts, 8, WAL_HEADER_SALTS)
-  if (walHeader === undefined || !salts.equals(header.subarray(SHM_SALTS, SHM_SALTS + 8))) {
-    closeSync(fd)
-    return undefined
-  }
-  const index = indexCommits(fd, walHeader, mxFrame)
-  if (index.position.frame !== mxFrame) {
-    closeSync(fd)
-    return undefined
-  }
-  return { database, shm: shm!, wal: { fd, index } }
-}
-
-/** The wal-index header, when its two copies agree and it is initialised; undefined otherwise. */
-function walIndexHeader (shm: number): Buffer | undefined {
-  const both = Buffer.alloc(2 * SHM_HEADER_BYTES)
-  if (readFully(shm, both, both.length, 0) < both.length) return undefined
-  const first = both.subarray(0, SHM_HEADER_BYTES)
-  if (first[SHM_IS_INIT] !== 1 || !first.equals(both.subarray(SHM_HEADER_BYTES))) return undefined
-  return first
-}
-
-function nBackfill (shm: number): number {
-  const buffer = Buffer.alloc(4)
-  readFully(shm, buffer, 4, SHM_N_BACKFILL)
-  return shmUint32(buffer, 0)
-}
-
-/** A number of the wal-index, which SQLite keeps in the machine's byte order. */
-function shmUint32 (buffer: Buffer, at: number): number {
-  return endianness() === 'LE' ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at)
+  // The wal-index holds the salts as the WAL header's bytes.
+  const salts = saltsOf(header)
+  if (walHeader === undefined || salts.readUInt32BE(0) !== walHeader.salt1 || salts.readUInt32BE(4) !== walHeader.salt2) return undefined
+  const mxFrame = mxFrameOf(header)
+  const commit = readCommitFrame(fd, walHeader, mxFrame)
+  if (commit === undefined || commit.dbSize !== nPageOf(header)) return undefined
+  const pages = framePages(shm, mxFrame)
+  if (pages === undefined) return undefined
+  return { fd, header: walHeader, dbSize: commit.dbSize, pages }
 }
 
 /**
@@ -172,13 +159,6 @@ export function endPin (source: Database.Database, databasePath: string, shm: nu
   } finally {
     checkpointer.close()
   }
-}
-
-/** Frames of the WAL that are not in the database file yet (0 when the wal-index is being written). */
-function walBacklog (shm: number): number {
-  const header = walIndexHeader(shm)
-  if (header === undefined) return 0
-  return shmUint32(header, SHM_MX_FRAME) - nBackfill(shm)
 }
 
 /** A PASSIVE checkpoint, tried again for a few ms while another connection's holds the lock ("busy"). */
@@ -220,10 +200,9 @@ export interface RawCopyJob {
  */
 export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop): Promise<Checksum> {
   const { pageSize, pageCount, snapshot: { database: source, wal } } = job
-  const index = wal?.index
-  if (index?.dbSize !== undefined) {
-    if (index.header.pageSize !== pageSize) throw new RawCopyUnproven(`the WAL's page size (${index.header.pageSize}) is not the database's (${pageSize})`)
-    if (index.dbSize !== pageCount) throw new RawCopyUnproven(`the WAL's last commit has ${index.dbSize} pages, the snapshot ${pageCount}`)
+  if (wal !== undefined) {
+    if (wal.header.pageSize !== pageSize) throw new RawCopyUnproven(`the WAL's page size (${wal.header.pageSize}) is not the database's (${pageSize})`)
+    if (wal.dbSize !== pageCount) throw new RawCopyUnproven(`the WAL's last commit has ${wal.dbSize} pages, the snapshot ${pageCount}`)
   }
   const pagesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / pageSize))
   const chunkBytes = pagesPerChunk * pageSize
@@ -247,9 +226,9 @@ export async function copyWalSnapshot (job: RawCopyJob, shouldStop: ShouldStop):
       // Pages past the end of the file exist only in the WAL (the database grew since the last checkpoint).
       const inFile = Math.floor(readFully(source, buffer, length, offset) / pageSize)
       for (let i = 0; i < pages; i++) {
-        const frame = index?.pages.get(first + i)
+        const frame = wal?.pages.get(first + i)
         if (frame !== undefined) {
-          if (!readFramePage(wal!.fd, index!.header, frame, buffer, i * pageSize)) throw new RawCopyUnproven('the WAL was started over during the copy')
+          if (!readFramePage(wal!.fd, wal!.header, frame, buffer, i * pageSize)) throw new RawCopyUnproven('the WAL was started over during the copy')
         } else if (i >= inFile) {
           throw new RawCopyUnproven(`page ${first + i} is neither in the database file nor in the WAL`)
         }

@@ -4,7 +4,7 @@ import { closeSync, copyFileSync, ftruncateSync, openSync, readFileSync, statSyn
 import { endianness } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { readCommits, readWalHeader, startOf, stillAt, walChecksum, indexCommits, type WalCommit, type WalHeader } from '../lib/continuous/wal-file'
+import { readCommits, readWalHeader, startOf, stillAt, walChecksum, type WalCommit, type WalHeader } from '../lib/continuous/wal-file'
 import type { WalPosition } from '../lib/continuous/position'
 import { createDatabase, holdCommitsInWal } from './helpers'
 
@@ -293,38 +293,6 @@ t.test('a damaged frame ends the readable WAL before its transaction', async (t)
 
   const fd = copyOfWal(t, fixture, 'header-damaged', (path) => flipByte(path, 21))
   t.equal(readWalHeader(fd), undefined, 'a damaged header: no WAL at all')
-})
-
-t.test('an index up to a pinned mxFrame takes those frames on the wal-index\'s word; without one, it verifies them', async (t) => {
-  const fixture = walDatabase(t)
-  const { db } = fixture
-  insertPair(db, 1)
-  insertItems(db, 10)
-  insertPair(db, 2)
-  const frames = parseWal(readFileSync(fixture.wal)).frames
-  const transactions = rawTransactions(frames)
-  t.equal(transactions.length, 3)
-  const last = frames.at(-1)!
-  const middle = transactions[1][1]
-
-  // A page byte flipped: its checksum no longer verifies, but its salts and page number are still the WAL's.
-  const damaged = copyOfWal(t, fixture, 'page-damaged', (path) => flipByte(path, middle.offset + FRAME_HEADER + 500))
-  const verified = indexCommits(damaged, header(damaged))
-  t.equal(verified.position.frame, transactions[0].at(-1)!.index, 'verified: the index ends before the damaged transaction')
-  t.not(verified.pages.get(middle.pgno), middle.index, 'and does not point at the damaged frame')
-  const trusted = indexCommits(damaged, header(damaged), last.index)
-  t.equal(trusted.position.frame, last.index, 'up to mxFrame: every frame is indexed')
-  t.same(trusted.position.checksum, last.stored, 'and the position carries the checksum the last frame stores')
-  t.equal(trusted.dbSize, last.dbSize)
-  t.equal(trusted.pages.get(last.pgno), last.index)
-
-  // Salts are still checked: a frame of another incarnation is never taken, whatever mxFrame says.
-  const foreign = copyOfWal(t, fixture, 'salt-damaged', (path) => flipByte(path, middle.offset + 9))
-  t.equal(indexCommits(foreign, header(foreign), last.index).position.frame, transactions[0].at(-1)!.index, 'a frame with other salts ends the index')
-
-  // Past mxFrame nothing is read: a later commit is not in the snapshot.
-  const upToFirst = indexCommits(openFile(t, fixture.wal), header(openFile(t, fixture.wal)), transactions[0].at(-1)!.index)
-  t.equal(upToFirst.position.frame, transactions[0].at(-1)!.index, 'the index stops at mxFrame')
 })
 
 t.test('frames without their commit frame are never returned', async (t) => {

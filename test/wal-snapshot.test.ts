@@ -6,7 +6,8 @@ import { fork, execFileSync } from 'node:child_process'
 import { once } from 'node:events'
 import { pinWithWal, copyWalSnapshot, closeWal, RawCopyUnproven } from '../lib/wal-snapshot'
 import { snapshotDatabase, snapshotTask } from '../lib/snapshot'
-import { readWalHeader, indexCommits } from '../lib/continuous/wal-file'
+import { readWalHeader } from '../lib/continuous/wal-file'
+import { walIndexHeader, framePages, mxFrameOf, nPageOf } from '../lib/wal-index'
 import { openSync, closeSync } from 'node:fs'
 import { createDatabase, holdCommitsInWal, integrityCheck, count, sha256File, delay, waitFor, buildApp } from './helpers'
 
@@ -75,7 +76,7 @@ t.test('the raw copy equals the backup API\'s copy of the same snapshot, under a
       const pageSize = source.pragma('page_size', { simple: true }) as number
       pageCount = source.pragma('page_count', { simple: true }) as number
       rows = (source.prepare('SELECT count(*) AS n FROM churn').get() as { n: number }).n
-      if ((pinned.wal?.index.pages.size ?? 0) > 0) laidOver++
+      if ((pinned.wal?.pages.size ?? 0) > 0) laidOver++
       sizes.add(pageCount)
       const checksum = await copyWalSnapshot({ tempPath: raw, pageSize, pageCount, snapshot: pinned, maxRate: undefined }, () => false)
       t.equal(checksum.sha256, sha256File(raw), 'the hash taken on the way is the file\'s')
@@ -145,8 +146,9 @@ t.test('a copy that reads frames of a WAL started over since says it cannot prov
   // An index of the old frames, as a copy that did not know better would use.
   const fd = openSync(`${path}-wal`, 'r')
   t.teardown(() => { closeSync(fd) })
-  const index = indexCommits(fd, readWalHeader(fd)!)
-  t.ok(index.pages.size > 0, 'the old frames are indexed')
+  const header = walIndexHeader(pinned!.shm)!
+  const stale = { fd, header: readWalHeader(fd)!, dbSize: nPageOf(header), pages: framePages(pinned!.shm, mxFrameOf(header))! }
+  t.ok(stale.pages.size > 0, 'the old frames are indexed')
   const before = readFileSync(`${path}-wal`).subarray(16, 24).toString('hex')
   db.exec('INSERT INTO items (body) SELECT randomblob(2000) FROM items LIMIT 40')
   t.not(readFileSync(`${path}-wal`).subarray(16, 24).toString('hex'), before, 'the writer started the WAL over')
@@ -154,7 +156,7 @@ t.test('a copy that reads frames of a WAL started over since says it cannot prov
   writeFileSync(tempPath, '')
   const pageSize = source.pragma('page_size', { simple: true }) as number
   const pageCount = source.pragma('page_count', { simple: true }) as number
-  const copying = copyWalSnapshot({ tempPath, pageSize, pageCount, snapshot: { database: pinned!.database, shm: pinned!.shm, wal: { fd, index } }, maxRate: undefined }, () => false)
+  const copying = copyWalSnapshot({ tempPath, pageSize, pageCount, snapshot: { database: pinned!.database, shm: pinned!.shm, wal: stale }, maxRate: undefined }, () => false)
   const outcome = await copying.then(() => 'resolved', (err: unknown) => err)
   t.ok(outcome instanceof RawCopyUnproven, `refused: ${String(outcome)}`)
   source.exec('COMMIT')

@@ -137,7 +137,7 @@ export function readCommits (fd: number, header: WalHeader, from: WalPosition, o
   let position = from
   let transaction: WalFrame[] = []
   let bytes = 0
-  scanFrames(fd, header, from, { trustUntil: 0 }, (frame) => {
+  scanFrames(fd, header, from, (frame) => {
     transaction.push({ pgno: frame.pgno, data: Buffer.from(frame.chunk.subarray(frame.at, frame.at + header.pageSize)) })
     if (frame.dbSize === 0) return true
     position = { ...start, frame: frame.frame, checksum: frame.checksum }
@@ -147,44 +147,6 @@ export function readCommits (fd: number, header: WalHeader, from: WalPosition, o
     return bytes < maxBytes
   })
   return { commits, position }
-}
-
-/** Where the committed version of each page is in the WAL, up to `position`: enough to read a snapshot from it. */
-export interface WalIndex {
-  header: WalHeader
-  /** After the last commit indexed (the start when there is none). */
-  position: WalPosition
-  /** Database size in pages after that commit; undefined when the index holds no commit. */
-  dbSize: number | undefined
-  /** Page number → the frame (1-based) that holds its newest committed version. */
-  pages: Map<number, number>
-}
-
-/**
- * Indexes the committed frames of the WAL whose header is `header`, from its start up to frame `until` at most.
- * Reads page numbers, not pages: a snapshot's frames are then read one by one as the copy reaches them
- * (`readFramePage`).
- *
- * `until` is the mxFrame of a snapshot pinned by a read transaction, read from the wal-index: SQLite's own readers
- * take the frames up to it on the wal-index's word and never verify their checksums, and neither does this (it
- * still checks their salts). Computing them costs milliseconds per MiB of WAL, and a WAL held back by a reader
- * grows to many MiB. Without `until`, every frame is verified, and the index ends where the valid frames do.
- */
-export function indexCommits (fd: number, header: WalHeader, until?: number): WalIndex {
-  const start = startOf(header)
-  const index: WalIndex = { header, position: start, dbSize: undefined, pages: new Map<number, number>() }
-  let transaction: Array<[number, number]> = []
-  scanFrames(fd, header, index.position, { trustUntil: until ?? 0 }, (frame) => {
-    transaction.push([frame.pgno, frame.frame])
-    if (frame.dbSize !== 0) {
-      for (const [pgno, at] of transaction) index.pages.set(pgno, at)
-      transaction = []
-      index.position = { ...start, frame: frame.frame, checksum: frame.checksum }
-      index.dbSize = frame.dbSize
-    }
-    return until === undefined || frame.frame < until
-  })
-  return index
 }
 
 /**
@@ -204,6 +166,19 @@ export function readFramePage (fd: number, header: WalHeader, frame: number, tar
   return frameHeader.readUInt32BE(8) === header.salt1 && frameHeader.readUInt32BE(12) === header.salt2
 }
 
+/**
+ * The header of frame `frame` when it is a commit frame of `header`'s incarnation: the database size it commits and
+ * the running checksum it stores. Undefined otherwise (not a commit, other salts, past the end of the file).
+ */
+export function readCommitFrame (fd: number, header: WalHeader, frame: number): { dbSize: number, checksum: [number, number] } | undefined {
+  const frameHeader = Buffer.alloc(FRAME_HEADER_SIZE)
+  if (readFully(fd, frameHeader, FRAME_HEADER_SIZE, frameOffset(frame, header.pageSize + FRAME_HEADER_SIZE)) < FRAME_HEADER_SIZE) return undefined
+  const dbSize = frameHeader.readUInt32BE(4)
+  if (frameHeader.readUInt32BE(0) === 0 || dbSize === 0) return undefined
+  if (frameHeader.readUInt32BE(8) !== header.salt1 || frameHeader.readUInt32BE(12) !== header.salt2) return undefined
+  return { dbSize, checksum: [frameHeader.readUInt32BE(16), frameHeader.readUInt32BE(20)] }
+}
+
 interface ScannedFrame {
   pgno: number
   /** The database size for a commit frame, else 0. */
@@ -219,10 +194,9 @@ interface ScannedFrame {
 
 /**
  * Visits the valid frames after `from` in order, until an invalid frame, the end of the file, or a visit that
- * returns false. A partial frame at the end is one being written (or torn): a later call reads it whole. Frames up
- * to `trustUntil` are taken with the checksum they store, unverified (see indexCommits).
+ * returns false. A partial frame at the end is one being written (or torn): a later call reads it whole.
  */
-function scanFrames (fd: number, header: WalHeader, from: WalPosition, { trustUntil }: { trustUntil: number }, visit: (frame: ScannedFrame) => boolean): void {
+function scanFrames (fd: number, header: WalHeader, from: WalPosition, visit: (frame: ScannedFrame) => boolean): void {
   const { pageSize, salt1, salt2, bigEndianChecksums } = header
   const frameSize = pageSize + FRAME_HEADER_SIZE
   const framesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / frameSize))
@@ -238,12 +212,8 @@ function scanFrames (fd: number, header: WalHeader, from: WalPosition, { trustUn
         const pgno = chunk.readUInt32BE(at)
         // SQLite's own recovery also rejects page number 0 (walDecodeFrame), before it looks at the checksum.
         if (pgno === 0 || chunk.readUInt32BE(at + 8) !== salt1 || chunk.readUInt32BE(at + 12) !== salt2) return
-        const stored: [number, number] = [chunk.readUInt32BE(at + 16), chunk.readUInt32BE(at + 20)]
-        if (frame + 1 > trustUntil) {
-          const next = walChecksum(chunk, at + FRAME_HEADER_SIZE, at + frameSize, walChecksum(chunk, at, at + 8, checksum, bigEndianChecksums), bigEndianChecksums)
-          if (!sameChecksum(next, stored)) return
-        }
-        checksum = stored
+        checksum = walChecksum(chunk, at + FRAME_HEADER_SIZE, at + frameSize, walChecksum(chunk, at, at + 8, checksum, bigEndianChecksums), bigEndianChecksums)
+        if (!sameChecksum(checksum, [chunk.readUInt32BE(at + 16), chunk.readUInt32BE(at + 20)])) return
         frame++
         if (!visit({ pgno, dbSize: chunk.readUInt32BE(at + 4), frame, checksum, chunk, at: at + FRAME_HEADER_SIZE })) return
       }
