@@ -30,6 +30,11 @@ const sizes = (args.sizes ?? (args.quick ? '1,100' : '1,100,1000')).split(',').m
 // --quick keeps under two minutes: small sizes, 3 runs and a shorter idle window unless told otherwise.
 const runs = Number(args.runs ?? (args.quick ? 3 : 5))
 const idleMs = args.quick ? 1000 : 2000
+// A backup of a small database lasts milliseconds, and one stall of a shared machine moves a median of two: the
+// smallest sizes take at least 5 rounds, which cost under a minute each there.
+const SMALL_MB = 10
+const SMALL_MIN_RUNS = 5
+const roundsFor = (sizeMb) => sizeMb <= SMALL_MB ? Math.max(runs, SMALL_MIN_RUNS) : runs
 // The plugin with maxRate, in MB/s: the curve of the writer's worst commit against the rate.
 const rates = (args.rates ?? (args.quick ? '50' : '200,100,50,25')).split(',').filter(Boolean).map(Number)
 const CONFIGS = configsFor(rates)
@@ -50,7 +55,7 @@ async function main () {
   const machine = describeMachine()
   const startedAt = new Date()
   log(machineLine(machine))
-  log(`sizes ${sizes.join(', ')} MB, ${runs} runs, idle window ${idleMs} ms`)
+  log(`sizes ${sizes.join(', ')} MB, ${runs} runs (at least ${SMALL_MIN_RUNS} up to ${SMALL_MB} MB), idle window ${idleMs} ms`)
   const results = { startedAt: startedAt.toISOString(), machine, pluginBuiltAt: pluginBuildTime(), sizes, runs, idleMs, rates, bySize: {} }
   const sections = []
 
@@ -59,10 +64,11 @@ async function main () {
     const records = []
     const unchangedRuns = []
     const phaseRuns = []
-    for (let round = 1; round <= runs; round++) {
+    const rounds = roundsFor(sizeMb)
+    for (let round = 1; round <= rounds; round++) {
       // Each method once per round, so drift of the shared machine hits all of them alike.
       for (const config of CONFIGS) {
-        log(`${sizeMb} MB, round ${round}/${runs}: ${config.id}`)
+        log(`${sizeMb} MB, round ${round}/${rounds}: ${config.id}`)
         const record = await withRetry(() => measureBackup({ method: config.method, dbPath: paths[config.mode], idleMs, options: config.options }), log)
         records.push({ ...record, config: config.id, round })
       }
@@ -79,7 +85,7 @@ async function main () {
     const phases = Object.fromEntries(Object.keys(phaseRuns[0]).map((key) => [key, median(phaseRuns.map((p) => p[key]))]))
     const bytes = fileSize(paths.wal)
     results.bySize[sizeMb] = { bytes, rows, phases, records, unchangedRuns, phaseRuns }
-    sections.push(sizeTable(sizeMb, bytes, rows))
+    sections.push(sizeTable(sizeMb, bytes, rows, rounds))
     // Printed as each size finishes, so a long run shows progress.
     console.log(sections.at(-1) + '\n')
   }

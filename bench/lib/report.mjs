@@ -1,9 +1,9 @@
 // Markdown tables for stdout and BENCHMARKS.md.
 import { fmt } from './goals.mjs'
 
-export function sizeTable (sizeMb, bytes, rows) {
+export function sizeTable (sizeMb, bytes, rows, rounds) {
   const lines = [
-    `### ${sizeMb} MB (${fmt(bytes / 1024 / 1024, 1)} MiB file)`,
+    `### ${sizeMb} MB (${fmt(bytes / 1024 / 1024, 1)} MiB file, ${rounds} rounds)`,
     '',
     '| method | time (median) | × copy limit | × the same plain copy | writer p50 × idle | writer p99 × idle | writer worst commit (idle worst) [backups of 1 s or more: runs where it came in their last 0.1 s] | commits/s × idle | writer errors | event loop longest delay (worst run) | event loop p99 | event loop busy (total) | longest delay less GC within it (worst run) | longest GC pause | longest delay of an idle process, same window (worst run) | host steal (worst run) | main thread run-queue wait | peak memory growth | deciding "unchanged" | copy correct |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
