@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import type { Checksum } from './record'
-import { readWalHeader, readCommitFrame, readFramePage, readFully, type WalHeader } from './continuous/wal-file'
+import { readWalHeader, commitSizeAt, readFramePage, readFully, type WalHeader } from './continuous/wal-file'
 import { walIndexHeader, mxFrameOf, nPageOf, saltsOf, nBackfill, walBacklog, framePages } from './wal-index'
 import { IoPace, sleepSync } from './io-pace'
 import { CopyTarget } from './copy-target'
@@ -125,11 +125,11 @@ function walPages (fd: number, header: Buffer, shm: number): PinnedWal | undefin
   const salts = saltsOf(header)
   if (walHeader === undefined || salts.readUInt32BE(0) !== walHeader.salt1 || salts.readUInt32BE(4) !== walHeader.salt2) return undefined
   const mxFrame = mxFrameOf(header)
-  const commit = readCommitFrame(fd, walHeader, mxFrame)
-  if (commit === undefined || commit.dbSize !== nPageOf(header)) return undefined
+  const dbSize = commitSizeAt(fd, walHeader, mxFrame)
+  if (dbSize === undefined || dbSize !== nPageOf(header)) return undefined
   const pages = framePages(shm, mxFrame)
   if (pages === undefined) return undefined
-  return { fd, header: walHeader, dbSize: commit.dbSize, pages }
+  return { fd, header: walHeader, dbSize, pages }
 }
 
 /**

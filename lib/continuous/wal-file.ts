@@ -167,16 +167,16 @@ export function readFramePage (fd: number, header: WalHeader, frame: number, tar
 }
 
 /**
- * The header of frame `frame` when it is a commit frame of `header`'s incarnation: the database size it commits and
- * the running checksum it stores. Undefined otherwise (not a commit, other salts, past the end of the file).
+ * The database size in pages that frame `frame` commits, when it is a commit frame of `header`'s incarnation;
+ * undefined otherwise (not a commit, other salts, past the end of the file).
  */
-export function readCommitFrame (fd: number, header: WalHeader, frame: number): { dbSize: number, checksum: [number, number] } | undefined {
+export function commitSizeAt (fd: number, header: WalHeader, frame: number): number | undefined {
   const frameHeader = Buffer.alloc(FRAME_HEADER_SIZE)
   if (readFully(fd, frameHeader, FRAME_HEADER_SIZE, frameOffset(frame, header.pageSize + FRAME_HEADER_SIZE)) < FRAME_HEADER_SIZE) return undefined
   const dbSize = frameHeader.readUInt32BE(4)
   if (frameHeader.readUInt32BE(0) === 0 || dbSize === 0) return undefined
   if (frameHeader.readUInt32BE(8) !== header.salt1 || frameHeader.readUInt32BE(12) !== header.salt2) return undefined
-  return { dbSize, checksum: [frameHeader.readUInt32BE(16), frameHeader.readUInt32BE(20)] }
+  return dbSize
 }
 
 interface ScannedFrame {
