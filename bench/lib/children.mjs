@@ -4,8 +4,9 @@ import { once } from 'node:events'
 
 const live = new Set()
 
-export function forkChild (script, args = []) {
-  const child = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+/** `execArgv`: Node's options for the child, added to this process's own. */
+export function forkChild (script, args = [], { execArgv = [] } = {}) {
+  const child = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...execArgv] })
   live.add(child)
   child.once('exit', () => live.delete(child))
   return child
