@@ -14,12 +14,15 @@ const HEADER_BYTES = 48
 const IS_INIT = 12
 const MX_FRAME = 16
 const N_PAGE = 20
-const SALTS = 32
+/** Where the wal-index header holds the WAL's salts, as the WAL header's own bytes. */
+export const WAL_INDEX_SALTS = 32
 const N_BACKFILL = 96
 const INDEX_HEADER_BYTES = 136
 const BLOCK_BYTES = 32 * 1024
 const FRAMES_PER_BLOCK = 4096
 const FRAMES_IN_FIRST_BLOCK = FRAMES_PER_BLOCK - INDEX_HEADER_BYTES / 4
+// Read once: framePages reads a number per frame of the WAL.
+const LITTLE_ENDIAN = endianness() === 'LE'
 
 /** The wal-index header, when its two copies agree and it is initialised; undefined otherwise. */
 export function walIndexHeader (shm: number): Buffer | undefined {
@@ -38,11 +41,6 @@ export function mxFrameOf (header: Buffer): number {
 /** The database's size in pages after that commit. */
 export function nPageOf (header: Buffer): number {
   return uint32(header, N_PAGE)
-}
-
-/** The salts of the WAL's current incarnation, as the WAL's own header stores them (bytes 16-23 there). */
-export function saltsOf (header: Buffer): Buffer {
-  return header.subarray(SALTS, SALTS + 8)
 }
 
 /** How many frames of the WAL are already in the database file. */
@@ -82,5 +80,5 @@ export function framePages (shm: number, mxFrame: number): Map<number, number> |
 }
 
 function uint32 (buffer: Buffer, at: number): number {
-  return endianness() === 'LE' ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at)
+  return LITTLE_ENDIAN ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at)
 }

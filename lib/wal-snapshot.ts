@@ -21,8 +21,8 @@ import { createHash } from 'node:crypto'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import type { Checksum } from './record'
-import { readWalHeader, commitSizeAt, readFramePage, readFully, type WalHeader } from './continuous/wal-file'
-import { walIndexHeader, mxFrameOf, nPageOf, saltsOf, nBackfill, walBacklog, framePages } from './wal-index'
+import { readWalHeader, commitFrameAt, carriesSalts, readFramePage, readFully, type WalHeader } from './continuous/wal-file'
+import { walIndexHeader, mxFrameOf, nPageOf, nBackfill, walBacklog, framePages, WAL_INDEX_SALTS } from './wal-index'
 import { IoPace, sleepSync } from './io-pace'
 import { CopyTarget } from './copy-target'
 import { takeBuffer, keepBuffer } from './kept-buffers'
@@ -122,11 +122,10 @@ export async function pinWithWal (databasePath: string, source: Database.Databas
 function walPages (fd: number, header: Buffer, shm: number): PinnedWal | undefined {
   const walHeader = readWalHeader(fd)
   // The wal-index holds the salts as the WAL header's bytes.
-  const salts = saltsOf(header)
-  if (walHeader === undefined || salts.readUInt32BE(0) !== walHeader.salt1 || salts.readUInt32BE(4) !== walHeader.salt2) return undefined
+  if (walHeader === undefined || !carriesSalts(header, WAL_INDEX_SALTS, walHeader)) return undefined
   const mxFrame = mxFrameOf(header)
-  const dbSize = commitSizeAt(fd, walHeader, mxFrame)
-  if (dbSize === undefined || dbSize !== nPageOf(header)) return undefined
+  const dbSize = commitFrameAt(fd, walHeader, mxFrame)?.dbSize
+  if (dbSize !== nPageOf(header)) return undefined
   const pages = framePages(shm, mxFrame)
   if (pages === undefined) return undefined
   return { fd, header: walHeader, dbSize, pages }

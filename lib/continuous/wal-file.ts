@@ -18,6 +18,8 @@ import { takeBuffer, keepBuffer } from '../kept-buffers'
 
 const WAL_HEADER_SIZE = 32
 const FRAME_HEADER_SIZE = 24
+// Where a frame header holds its salts (salt-1, then salt-2).
+const FRAME_SALTS = 8
 /** Checksums over little-endian words; what SQLite writes on a little-endian machine. */
 const MAGIC_LITTLE_ENDIAN = 0x377f0682
 /** Checksums over big-endian words. */
@@ -158,25 +160,29 @@ export function readFramePage (fd: number, header: WalHeader, frame: number, tar
   const frameHeader = Buffer.alloc(FRAME_HEADER_SIZE)
   const at = frameOffset(frame, frameSize)
   if (readFully(fd, frameHeader, FRAME_HEADER_SIZE, at) < FRAME_HEADER_SIZE) return false
-  if (frameHeader.readUInt32BE(8) !== header.salt1 || frameHeader.readUInt32BE(12) !== header.salt2) return false
+  if (!carriesSalts(frameHeader, FRAME_SALTS, header)) return false
   if (readFully(fd, target.subarray(offset, offset + header.pageSize), header.pageSize, at + FRAME_HEADER_SIZE) < header.pageSize) return false
   // Salts are checked again after the page: SQLite writes a frame's header before its page, so a frame rewritten
   // while its page was read shows new salts by now.
   readFully(fd, frameHeader, FRAME_HEADER_SIZE, at)
-  return frameHeader.readUInt32BE(8) === header.salt1 && frameHeader.readUInt32BE(12) === header.salt2
+  return carriesSalts(frameHeader, FRAME_SALTS, header)
 }
 
 /**
- * The database size in pages that frame `frame` commits, when it is a commit frame of `header`'s incarnation;
- * undefined otherwise (not a commit, other salts, past the end of the file).
+ * Frame `frame` when it is a commit frame of `header`'s incarnation: the database size in pages it commits and the
+ * running checksum it stores. Undefined otherwise (not a commit, other salts, past the end of the file).
  */
-export function commitSizeAt (fd: number, header: WalHeader, frame: number): number | undefined {
+export function commitFrameAt (fd: number, header: WalHeader, frame: number): { dbSize: number, checksum: [number, number] } | undefined {
   const frameHeader = Buffer.alloc(FRAME_HEADER_SIZE)
   if (readFully(fd, frameHeader, FRAME_HEADER_SIZE, frameOffset(frame, header.pageSize + FRAME_HEADER_SIZE)) < FRAME_HEADER_SIZE) return undefined
   const dbSize = frameHeader.readUInt32BE(4)
-  if (frameHeader.readUInt32BE(0) === 0 || dbSize === 0) return undefined
-  if (frameHeader.readUInt32BE(8) !== header.salt1 || frameHeader.readUInt32BE(12) !== header.salt2) return undefined
-  return dbSize
+  if (frameHeader.readUInt32BE(0) === 0 || dbSize === 0 || !carriesSalts(frameHeader, FRAME_SALTS, header)) return undefined
+  return { dbSize, checksum: [frameHeader.readUInt32BE(16), frameHeader.readUInt32BE(20)] }
+}
+
+/** Whether `buffer` holds the salts of `header`'s incarnation at `at` (as two big-endian u32s, as the WAL does). */
+export function carriesSalts (buffer: Buffer, at: number, header: WalHeader): boolean {
+  return buffer.readUInt32BE(at) === header.salt1 && buffer.readUInt32BE(at + 4) === header.salt2
 }
 
 interface ScannedFrame {
@@ -197,7 +203,7 @@ interface ScannedFrame {
  * returns false. A partial frame at the end is one being written (or torn): a later call reads it whole.
  */
 function scanFrames (fd: number, header: WalHeader, from: WalPosition, visit: (frame: ScannedFrame) => boolean): void {
-  const { pageSize, salt1, salt2, bigEndianChecksums } = header
+  const { pageSize, bigEndianChecksums } = header
   const frameSize = pageSize + FRAME_HEADER_SIZE
   const framesPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / frameSize))
   const chunk = takeBuffer(framesPerChunk * frameSize)
@@ -211,7 +217,7 @@ function scanFrames (fd: number, header: WalHeader, from: WalPosition, visit: (f
       for (let at = 0; at < whole * frameSize; at += frameSize) {
         const pgno = chunk.readUInt32BE(at)
         // SQLite's own recovery also rejects page number 0 (walDecodeFrame), before it looks at the checksum.
-        if (pgno === 0 || chunk.readUInt32BE(at + 8) !== salt1 || chunk.readUInt32BE(at + 12) !== salt2) return
+        if (pgno === 0 || !carriesSalts(chunk, at + FRAME_SALTS, header)) return
         checksum = walChecksum(chunk, at + FRAME_HEADER_SIZE, at + frameSize, walChecksum(chunk, at, at + 8, checksum, bigEndianChecksums), bigEndianChecksums)
         if (!sameChecksum(checksum, [chunk.readUInt32BE(at + 16), chunk.readUInt32BE(at + 20)])) return
         frame++
@@ -242,15 +248,8 @@ export function stillAt (fd: number, position: WalPosition): boolean {
   const frameSize = header.pageSize + FRAME_HEADER_SIZE
   const at = frameOffset(position.frame, frameSize)
   if (fstatSync(fd).size < at + frameSize) return false
-  // Zero-filled: should the file shrink after the fstat, a short read leaves page number 0, which no frame has.
-  const frameHeader = Buffer.alloc(FRAME_HEADER_SIZE)
-  readFully(fd, frameHeader, FRAME_HEADER_SIZE, at)
-  return frameHeader.readUInt32BE(0) !== 0 &&
-    frameHeader.readUInt32BE(4) !== 0 &&
-    frameHeader.readUInt32BE(8) === header.salt1 &&
-    frameHeader.readUInt32BE(12) === header.salt2 &&
-    frameHeader.readUInt32BE(16) === position.checksum[0] &&
-    frameHeader.readUInt32BE(20) === position.checksum[1]
+  const commit = commitFrameAt(fd, header, position.frame)
+  return commit !== undefined && sameChecksum(commit.checksum, position.checksum)
 }
 
 /** Where frame `frame` (1-based) begins in the file. */
