@@ -5,7 +5,7 @@ import type { Checksum } from './record'
 import { TaskAborted, TaskFailure, type ShouldStop } from './worker/protocol'
 import { runInWorker, type TaskThread, type WorkerTaskOptions } from './worker/task-thread'
 import { hashFile, checkDatabaseFile } from './worker/file-checks'
-import { copyWhileChecking, CHECK_BESIDE_COPY_MIN_BYTES } from './check-beside-copy'
+import { copyAndCheck, CHECK_BESIDE_COPY_MIN_BYTES, type CheckedRawCopy } from './check-beside-copy'
 import { flushFile, removeFile } from './durable-fs'
 import { IoPace, removeGradually, type DiskPace } from './io-pace'
 import { pinWithWal, closeWal, copyWalSnapshot, endPin, RawCopyUnproven, type PinnedSnapshot } from './wal-snapshot'
@@ -21,6 +21,8 @@ export interface SnapshotJob {
   tempPath: string
   /** Bytes per second the copy may write; undefined: no limit (it is still flushed in small steps). */
   maxRate?: number
+  /** The CPUs this process may use, which decide where a large copy's check runs (check-beside-copy.ts). */
+  cpus?: number
 }
 
 /** What the copy itself tells, read inside the snapshot, and the checksum of what it wrote. */
@@ -33,11 +35,11 @@ export interface CopyInfo extends Checksum {
   sqliteVersion: string
 }
 
-/** The copy and its check, by the snapshot thread (with its helper for a large WAL snapshot). */
+/** The copy and its check, by the snapshot thread (with its helper for a large WAL snapshot, CPUs allowing). */
 interface CheckedCopy extends CopyInfo {
   problems: string[]
-  /** What quick_check read: the pinned snapshot, beside its raw copy, or the copy once written. */
-  checked: 'pinned-snapshot' | 'copy'
+  /** What quick_check read, and when: the pinned snapshot (beside its raw copy or after it), or the copy once written. */
+  checked: CheckedRawCopy['checked'] | 'copy'
 }
 
 /** Makes the copy somewhere else than in a worker of its own (continuous backup makes it in its follower thread). */
@@ -86,19 +88,23 @@ export async function removeTemp (tempPath: string, disk?: DiskPace): Promise<vo
   await removeFile(`${tempPath}-journal`)
 }
 
-/** Worker task: the snapshot and its quick_check, beside the copy for a large WAL snapshot, after it otherwise. */
+/** Worker task: the snapshot and its quick_check (of the pinned snapshot when large and WAL, else of the copy). */
 export async function snapshotTask (job: SnapshotJob, shouldStop: ShouldStop): Promise<CheckedCopy> {
-  const copied = await snapshotDatabase(job, shouldStop, { checkBesideCopy: true, checkpointAfter: true })
-  if (copied.problems !== undefined) return { ...copied, problems: copied.problems, checked: 'pinned-snapshot' }
+  const copied = await snapshotDatabase(job, shouldStop, { checkPinnedSnapshot: true, checkpointAfter: true })
+  const { problems, checked, ...copy } = copied
+  if (problems !== undefined && checked !== undefined) return { ...copy, problems, checked }
   if (shouldStop()) throw new TaskAborted()
-  return { ...copied, problems: checkDatabaseFile(job.tempPath, 'quick_check'), checked: 'copy' }
+  return { ...copy, problems: checkDatabaseFile(job.tempPath, 'quick_check'), checked: 'copy' }
 }
 
 export interface SnapshotSteps {
   /** Called once the snapshot is pinned: continuous backup notes where its WAL reading stands then. */
   onPinned?: () => void
-  /** A large raw copy is checked while it is made (check-beside-copy.ts), and the result carries `problems`. */
-  checkBesideCopy?: boolean
+  /**
+   * A large raw copy is checked through the pinned connection, beside the copy or after it (check-beside-copy.ts),
+   * and the result carries `problems`.
+   */
+  checkPinnedSnapshot?: boolean
   /** The commits the pin held in the WAL are checkpointed as it ends (endPin), not by the app's next commit. */
   checkpointAfter?: boolean
 }
@@ -108,7 +114,7 @@ export interface SnapshotSteps {
  * as file bytes with its WAL laid over (wal-snapshot.ts); a rollback-journal database, or a WAL snapshot the raw
  * copy cannot prove, through SQLite's backup API, under the same read transaction.
  */
-export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, { onPinned, checkBesideCopy = false, checkpointAfter = false }: SnapshotSteps = {}): Promise<CopyInfo & { problems?: string[] }> {
+export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop, { onPinned, checkPinnedSnapshot = false, checkpointAfter = false }: SnapshotSteps = {}): Promise<CopyInfo & Partial<Pick<CheckedRawCopy, 'problems' | 'checked'>>> {
   // Read-write although it never writes: like any connection, it must be able to roll back the hot journal of a
   // writer that crashed mid-transaction, or the database could not be backed up until the app opens it again.
   const source = new Database(job.source, { fileMustExist: true })
@@ -136,11 +142,12 @@ export async function snapshotDatabase (job: SnapshotJob, shouldStop: ShouldStop
         const rawJob = { tempPath: job.tempPath, pageSize, pageCount, snapshot: pinned, maxRate: job.maxRate }
         const { shm } = pinned
         const finishPin = (): void => { if (checkpointAfter) endPin(source, job.source, shm); else source.exec('COMMIT') }
-        if (checkBesideCopy && pageCount * pageSize >= CHECK_BESIDE_COPY_MIN_BYTES) {
-          // Checked beside, the copy is read back by nothing soon: it is written around the page cache.
-          const { checksum, problems } = await copyWhileChecking(source, { ...rawJob, direct: true }, shouldStop).catch(diskFull)
+        if (checkPinnedSnapshot && pageCount * pageSize >= CHECK_BESIDE_COPY_MIN_BYTES) {
+          // Checked through the pinned connection, the copy is read back by nothing soon: it is written around the
+          // page cache.
+          const { checksum, problems, checked } = await copyAndCheck(source, { ...rawJob, direct: true }, shouldStop, job.cpus).catch(diskFull)
           finishPin()
-          return { ...info, ...checksum, method: 'raw', problems }
+          return { ...info, ...checksum, method: 'raw', problems, checked }
         }
         const checksum = await copyWalSnapshot(rawJob, shouldStop).catch(diskFull)
         finishPin()

@@ -1,21 +1,28 @@
 import t, { type Test } from 'tap'
 import Database from 'better-sqlite3'
 import { join } from 'node:path'
+import { availableParallelism } from 'node:os'
 import { closeSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { snapshotDatabase, type snapshotTask } from '../lib/snapshot'
 import { pinWithWal, closeWal } from '../lib/wal-snapshot'
 import type { WorkerTaskOptions } from '../lib/worker/task-thread'
 import { cachedBytes, createDatabase, holdCommitsInWal, integrityCheck, count, sha256File, destinationFiles, tempFiles, threadCount, waitFor, buildApp, delay } from './helpers'
 
-// A large WAL snapshot is checked beside its copy: the snapshot thread runs quick_check on the pinned snapshot while
-// a helper thread copies it. The threads run the built code (dist/worker/entry.js), so these tests load it too.
+// A large WAL snapshot is checked through its pin: on a machine with CPUs to spare, the snapshot thread runs
+// quick_check on the pinned snapshot while a helper thread copies it; below that, the snapshot thread copies, then
+// checks. Jobs say how many CPUs to assume, so that both ways run here. The threads run the built code
+// (dist/worker/entry.js), so these tests load it too.
 const { TaskThread } = require('../dist/worker/task-thread') as typeof import('../lib/worker/task-thread')
-const { copyWhileChecking, endCopyHelper, CHECK_BESIDE_COPY_MIN_BYTES } = require('../dist/check-beside-copy') as typeof import('../lib/check-beside-copy')
+const { copyWhileChecking, endCopyHelper, CHECK_BESIDE_COPY_MIN_BYTES, CHECK_BESIDE_COPY_MIN_CPUS } = require('../dist/check-beside-copy') as typeof import('../lib/check-beside-copy')
 const { RawCopyUnproven } = require('../dist/wal-snapshot') as typeof import('../lib/wal-snapshot')
 t.teardown(endCopyHelper)
 
 // About 50 MB of rows of 1 KB: over CHECK_BESIDE_COPY_MIN_BYTES.
 const LARGE_ROWS = 40_000
+// CPUs to assume: enough for the check beside the copy, and one short of it.
+const BESIDE = CHECK_BESIDE_COPY_MIN_CPUS
+const ONE_AFTER_THE_OTHER = CHECK_BESIDE_COPY_MIN_CPUS - 1
 
 type CheckedCopy = Awaited<ReturnType<typeof snapshotTask>>
 
@@ -47,8 +54,8 @@ t.test('a large WAL snapshot is checked beside its copy, and the copy is the one
   t.teardown(() => db.close())
   const rows = count(path, 'items')
 
-  const beside = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'beside.db')) })
-  t.equal(beside.checked, 'pinned-snapshot', 'checked through the pinned connection')
+  const beside = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'beside.db')), cpus: BESIDE })
+  t.equal(beside.checked, 'pinned-beside-copy', 'checked through the pinned connection while the helper copied')
   t.same(beside.problems, [])
   t.equal(beside.method, 'raw')
   t.ok(beside.bytes >= CHECK_BESIDE_COPY_MIN_BYTES, `${beside.bytes} bytes: large enough`)
@@ -62,6 +69,30 @@ t.test('a large WAL snapshot is checked beside its copy, and the copy is the one
   // Checked after it is made (continuous backup's base snapshots are), page by page: so it stays in the page cache.
   t.ok(cachedBytes(join(dir, 'alone.db')) > alone.bytes / 2, `${cachedBytes(join(dir, 'alone.db'))} of ${alone.bytes} bytes in the page cache`)
   t.equal(alone.sha256, beside.sha256, 'byte for byte the copy made in one thread')
+})
+
+t.test('below three CPUs, the snapshot thread copies a large WAL snapshot, then checks it, with no helper', async (t) => {
+  const dir = t.testdir()
+  const { db, path } = largeWalDatabase(dir)
+  t.teardown(() => db.close())
+
+  const serial = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'serial.db')), cpus: ONE_AFTER_THE_OTHER })
+  t.equal(serial.checked, 'pinned-after-copy', 'checked through the pinned connection once copied')
+  t.same(serial.problems, [])
+  t.equal(serial.method, 'raw')
+  t.ok(cachedBytes(join(dir, 'serial.db')) < serial.bytes / 10, `${cachedBytes(join(dir, 'serial.db'))} of ${serial.bytes} bytes in the page cache`)
+  t.equal(serial.sha256, sha256File(join(dir, 'serial.db')), 'the checksum is the written file\'s')
+
+  const beside = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'beside.db')), cpus: BESIDE })
+  t.equal(serial.sha256, beside.sha256, 'byte for byte the copy made beside the check')
+})
+
+t.test('unless told, a snapshot takes the way this machine\'s CPUs allow', async (t) => {
+  const dir = t.testdir()
+  const { db, path } = largeWalDatabase(dir)
+  t.teardown(() => db.close())
+  const copied = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'copy.db')) })
+  t.equal(copied.checked, availableParallelism() >= CHECK_BESIDE_COPY_MIN_CPUS ? 'pinned-beside-copy' : 'pinned-after-copy', `${availableParallelism()} CPUs`)
 })
 
 t.test('a small snapshot is checked after its copy, in the same thread', async (t) => {
@@ -99,12 +130,14 @@ function largeCorruptDatabase (t: Test, dir: string): string {
   return path
 }
 
-t.test('the check beside the copy finds a fault in a page that only the check reads', async (t) => {
+t.test('the check through the pin finds a fault in a page that only the check reads', async (t) => {
   const dir = t.testdir()
   const path = largeCorruptDatabase(t, dir)
-  const result = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, 'copy.db')) })
-  t.equal(result.checked, 'pinned-snapshot')
-  t.match(result.problems.join('\n'), /out of order/, 'quick_check reports it')
+  for (const cpus of [BESIDE, ONE_AFTER_THE_OTHER]) {
+    const result = await snapshotInThread(t, { source: path, tempPath: emptyFile(join(dir, `copy-${cpus}.db`)), cpus })
+    t.equal(result.checked, cpus === BESIDE ? 'pinned-beside-copy' : 'pinned-after-copy')
+    t.match(result.problems.join('\n'), /out of order/, `quick_check reports it (${cpus} CPUs)`)
+  }
 
   // And through the plugin: nothing published.
   const destination = join(dir, 'backups')
@@ -113,26 +146,28 @@ t.test('the check beside the copy finds a fault in a page that only the check re
   t.same(destinationFiles(destination), [], 'nothing published, no temp file left')
 })
 
-t.test('a stop during the copy stops the helper\'s copy too', async (t) => {
-  const dir = t.testdir()
-  const { db, path } = largeWalDatabase(dir)
-  t.teardown(() => db.close())
-  const thread = new TaskThread()
-  t.teardown(() => thread.close())
-  const closing = new AbortController()
-  const started = performance.now()
-  // At 4 MB/s the copy would last over 10 s.
-  const task = thread.run('snapshot', { source: path, tempPath: emptyFile(join(dir, 'copy.db')), maxRate: 4 * 1024 * 1024 }, { timeout: 60_000, signal: closing.signal })
-  await delay(500)
-  closing.abort()
-  await t.rejects(task, { code: 'FST_SQLITE_BACKUP_CLOSED' })
-  const elapsed = performance.now() - started
-  t.ok(elapsed < 2500, `stopped after ${Math.round(elapsed)} ms, the thread not terminated`)
-  // The thread and its helper are ready for the next snapshot.
-  const next = await thread.run<CheckedCopy>('snapshot', { source: path, tempPath: emptyFile(join(dir, 'next.db')) }, { timeout: 60_000, signal: new AbortController().signal })
-  t.equal(next.checked, 'pinned-snapshot')
-  t.equal(integrityCheck(join(dir, 'next.db')), 'ok')
-})
+for (const [cpus, copier] of [[BESIDE, 'the helper\'s copy'], [ONE_AFTER_THE_OTHER, 'the snapshot thread\'s copy']] as const) {
+  t.test(`a stop during the copy stops ${copier}`, async (t) => {
+    const dir = t.testdir()
+    const { db, path } = largeWalDatabase(dir)
+    t.teardown(() => db.close())
+    const thread = new TaskThread()
+    t.teardown(() => thread.close())
+    const closing = new AbortController()
+    const started = performance.now()
+    // At 4 MB/s the copy would last over 10 s.
+    const task = thread.run('snapshot', { source: path, tempPath: emptyFile(join(dir, 'copy.db')), maxRate: 4 * 1024 * 1024, cpus }, { timeout: 60_000, signal: closing.signal })
+    await delay(500)
+    closing.abort()
+    await t.rejects(task, { code: 'FST_SQLITE_BACKUP_CLOSED' })
+    const elapsed = performance.now() - started
+    t.ok(elapsed < 2500, `stopped after ${Math.round(elapsed)} ms, the thread not terminated`)
+    // The thread (and its helper) are ready for the next snapshot.
+    const next = await thread.run<CheckedCopy>('snapshot', { source: path, tempPath: emptyFile(join(dir, 'next.db')), cpus }, { timeout: 60_000, signal: new AbortController().signal })
+    t.equal(next.checked, cpus === BESIDE ? 'pinned-beside-copy' : 'pinned-after-copy')
+    t.equal(integrityCheck(join(dir, 'next.db')), 'ok')
+  })
+}
 
 t.test('a copy the helper cannot prove comes back as RawCopyUnproven, for the backup API to copy instead', async (t) => {
   const dir = t.testdir()
@@ -152,6 +187,25 @@ t.test('a copy the helper cannot prove comes back as RawCopyUnproven, for the ba
   source.exec('COMMIT')
 })
 
+t.test('ending the snapshot thread during a copy beside the check ends its helper too', async (t) => {
+  const dir = t.testdir()
+  const { db, path } = largeWalDatabase(dir)
+  t.teardown(() => db.close())
+  await endCopyHelper()
+  await delay(100) // let the previous tests' threads finish exiting
+  await stat(path) // the thread pool, which the copy's writes use, is started by then and counted
+  const threadsBefore = threadCount()
+  const thread = new TaskThread()
+  const closing = new AbortController()
+  const task = thread.run('snapshot', { source: path, tempPath: emptyFile(join(dir, 'copy.db')), maxRate: 4 * 1024 * 1024, cpus: BESIDE }, { timeout: 60_000, signal: closing.signal })
+  task.catch(() => {})
+  await waitFor(() => threadCount() === threadsBefore + 2, 5000)
+  closing.abort()
+  await thread.close()
+  await waitFor(() => threadCount() === threadsBefore, 5000)
+  t.equal(threadCount(), threadsBefore, 'no thread left')
+})
+
 t.test('close() during a large backup ends the snapshot thread and its helper', async (t) => {
   const dir = t.testdir()
   const { db, path } = largeWalDatabase(dir)
@@ -161,8 +215,9 @@ t.test('close() during a large backup ends the snapshot thread and its helper', 
   const threadsBefore = threadCount()
   const app = await buildApp(t, { database: path, destination: join(dir, 'backups'), interval: false, maxRate: '4MB', closeTimeout: 0 })
   const backup = app.backup.now().then(() => 'published', (err: Error & { code?: string }) => err.code)
-  // The snapshot thread and its helper are both running.
-  await waitFor(() => threadCount() >= threadsBefore + 2, 5000)
+  // The snapshot thread is running, and its helper where this machine's CPUs allow one.
+  const helper = availableParallelism() >= CHECK_BESIDE_COPY_MIN_CPUS ? 1 : 0
+  await waitFor(() => threadCount() >= threadsBefore + 1 + helper, 5000)
   await delay(300)
   await app.close()
   t.equal(await backup, 'FST_SQLITE_BACKUP_CLOSED', 'the backup was aborted')

@@ -69,7 +69,7 @@ export async function measurePhases (dbPath) {
     result.quickCheckMs = await timed(() => checkDatabaseFile(copy, 'quick_check'))
     rmSync(copy, { force: true })
     // The whole snapshot task as the snapshot thread runs it (the thread itself is started when the app is ready):
-    // a large snapshot is checked beside its copy, a small one after it.
+    // a large snapshot is checked through its pin, beside its copy or after it as the CPUs allow, a small one after it.
     writeFileSync(copy, '')
     result.pluginStepsMs = await timed(() => snapshotTask({ source: dbPath, tempPath: copy }, () => false))
     rmSync(copy, { force: true })
