@@ -2,12 +2,12 @@
 // The snapshot thread holds the read transaction that pins the snapshot, so it checks the pinned snapshot itself
 // (`PRAGMA quick_check` through that connection), while a helper thread of its own makes the raw copy: plain reads
 // and writes on file descriptors, which any thread of the process can use. The copy is the pinned snapshot byte for
-// byte (wal-snapshot.ts), so checking one is checking the other; at 1 GB the check no longer adds its second or so
+// byte (wal-snapshot.ts), so checking one is checking the other; at 1 GB the check no longer adds its 0.4 s or so
 // to the backup.
 // The two threads then keep two CPUs busy. With two CPUs in all, the app's threads share theirs with a backup
-// thread, and run slower for it: measured here at 1 GB, the commits of a writer in another process took 1.9-2.5x
-// their idle median (p99 1.0-4.4x) beside, 1.25-1.5x (p99 0.6-1.2x) with the copy and the check made one after the
-// other in the snapshot thread, in 1.5 s instead of 1.1 s. So below three CPUs they are made one after the other.
+// thread, and run slower for it: measured here at 1 GB, the commits of a writer in another process took 1.9-3.1x
+// their idle median (p99 1.0-4.4x) beside, 1.25-1.75x (p99 0.6-1.5x) with the copy and the check made one after
+// the other in the snapshot thread, in 1.5 s instead of 1.1 s. So below three CPUs they are made one after the other.
 // Small snapshots are checked after the copy, as before: their check takes milliseconds, less than handing the
 // copy to another thread.
 import { availableParallelism } from 'node:os'
