@@ -38,6 +38,20 @@ export interface LogLine {
   msg: string
 }
 
+/**
+ * Runs `close` when `t` ends, before anything else tap does then. Tap removes a test's `t.testdir()` before it calls
+ * the test's teardowns, so an app closed in a teardown would still be running (a base snapshot, a shipping pass)
+ * while its files are removed: the removal fails (ENOTEMPTY), and the teardowns, app.close() among them, never run.
+ * onEOF is the hook tap's own plugins wrap for the same moment; the fixture's wrapper runs after this one.
+ */
+function closeFirstAtEnd (t: Test, close: () => Promise<unknown>): void {
+  const next = t.onEOF.bind(t)
+  t.onEOF = async () => {
+    await close()
+    await next()
+  }
+}
+
 /** A stream for Fastify's logger that keeps each line, parsed, in `lines`. */
 export function logCapture (): { stream: Writable, lines: LogLine[] } {
   const lines: LogLine[] = []
@@ -45,10 +59,10 @@ export function logCapture (): { stream: Writable, lines: LogLine[] } {
   return { stream, lines }
 }
 
-/** Registers the plugin on a fresh instance, closed when the test ends. */
+/** Registers the plugin on a fresh instance, closed when the test ends, before its `t.testdir()` is removed. */
 export async function buildApp (t: Test, options: FastifySqliteBackupOptions, { ready = true } = {}): Promise<FastifyInstance> {
   const app = Fastify()
-  t.teardown(() => app.close())
+  closeFirstAtEnd(t, () => app.close())
   await app.register(backup, options)
   if (ready) await app.ready()
   return app

@@ -164,6 +164,20 @@ t.test('keep retains exactly the newest backups and never deletes on failure', a
   t.equal(next.skipped, false, 'the next run works')
 })
 
+t.test('a test\'s app is closed before the test\'s files are removed', async (t) => {
+  let dir = ''
+  let filesAtClose: boolean | undefined
+  await t.test('a test with an app', async (t) => {
+    dir = t.testdir()
+    createDatabase(join(dir, 'app.db')).close()
+    const app = await buildApp(t, { database: join(dir, 'app.db'), destination: join(dir, 'backups'), interval: false }, { ready: false })
+    app.addHook('onClose', async () => { filesAtClose = existsSync(join(dir, 'app.db')) })
+    await app.ready()
+  })
+  t.equal(filesAtClose, true, 'the app closed while its database was still there')
+  t.notOk(existsSync(dir), 'then the files were removed')
+})
+
 t.test('close() during a long backup resolves within closeTimeout and releases everything', async (t) => {
   const dir = t.testdir()
   const path = join(dir, 'app.db')
