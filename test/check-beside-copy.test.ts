@@ -14,7 +14,7 @@ import { cachedBytes, createDatabase, holdCommitsInWal, integrityCheck, count, s
 // checks. Jobs say how many CPUs to assume, so that both ways run here. The threads run the built code
 // (dist/worker/entry.js), so these tests load it too.
 const { TaskThread } = require('../dist/worker/task-thread') as typeof import('../lib/worker/task-thread')
-const { copyWhileChecking, endCopyHelper, CHECK_BESIDE_COPY_MIN_BYTES, CHECK_BESIDE_COPY_MIN_CPUS } = require('../dist/check-beside-copy') as typeof import('../lib/check-beside-copy')
+const { copyAndCheck, endCopyHelper, CHECK_BESIDE_COPY_MIN_BYTES, CHECK_BESIDE_COPY_MIN_CPUS } = require('../dist/check-beside-copy') as typeof import('../lib/check-beside-copy')
 const { RawCopyUnproven } = require('../dist/wal-snapshot') as typeof import('../lib/wal-snapshot')
 t.teardown(endCopyHelper)
 
@@ -169,7 +169,7 @@ for (const [cpus, copier] of [[BESIDE, 'the helper\'s copy'], [ONE_AFTER_THE_OTH
   })
 }
 
-t.test('a copy the helper cannot prove comes back as RawCopyUnproven, for the backup API to copy instead', async (t) => {
+t.test('a copy that cannot be proven comes back as RawCopyUnproven either way, for the backup API to copy instead', async (t) => {
   const dir = t.testdir()
   const { db, path } = largeWalDatabase(dir)
   t.teardown(() => db.close())
@@ -182,8 +182,10 @@ t.test('a copy the helper cannot prove comes back as RawCopyUnproven, for the ba
   const pageCount = source.pragma('page_count', { simple: true }) as number
   // A page count that is not the WAL's last commit's: the copy refuses it.
   const job = { tempPath: emptyFile(join(dir, 'copy.db')), pageSize, pageCount: pageCount + 1, snapshot: pinned!, maxRate: undefined }
-  const refused = await copyWhileChecking(source, job, () => false).then(() => undefined, (err: unknown) => err)
-  t.ok(refused instanceof RawCopyUnproven, `refused as unproven: ${String(refused)}`)
+  for (const cpus of [BESIDE, ONE_AFTER_THE_OTHER]) {
+    const refused = await copyAndCheck(source, job, () => false, cpus).then(() => undefined, (err: unknown) => err)
+    t.ok(refused instanceof RawCopyUnproven, `${cpus} CPUs: refused as unproven: ${String(refused)}`)
+  }
   source.exec('COMMIT')
 })
 
@@ -206,7 +208,7 @@ t.test('ending the snapshot thread during a copy beside the check ends its helpe
   t.equal(threadCount(), threadsBefore, 'no thread left')
 })
 
-t.test('close() during a large backup ends the snapshot thread and its helper', async (t) => {
+t.test('close() during a large backup ends the snapshot thread (and its helper, CPUs allowing)', async (t) => {
   const dir = t.testdir()
   const { db, path } = largeWalDatabase(dir)
   t.teardown(() => db.close())
