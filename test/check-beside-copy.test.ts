@@ -189,14 +189,19 @@ t.test('a copy that cannot be proven comes back as RawCopyUnproven either way, f
   source.exec('COMMIT')
 })
 
-t.test('ending the snapshot thread during a copy beside the check ends its helper too', async (t) => {
+/** A large WAL database in a new testdir, and the process's thread count once no earlier test's thread is left. */
+async function largeDatabaseAndThreads (t: Test): Promise<{ dir: string, path: string, threadsBefore: number }> {
   const dir = t.testdir()
   const { db, path } = largeWalDatabase(dir)
   t.teardown(() => db.close())
   await endCopyHelper()
   await delay(100) // let the previous tests' threads finish exiting
   await stat(path) // the thread pool, which the copy's writes use, is started by then and counted
-  const threadsBefore = threadCount()
+  return { dir, path, threadsBefore: threadCount() }
+}
+
+t.test('ending the snapshot thread during a copy beside the check ends its helper too', async (t) => {
+  const { dir, path, threadsBefore } = await largeDatabaseAndThreads(t)
   const thread = new TaskThread()
   const closing = new AbortController()
   const task = thread.run('snapshot', { source: path, tempPath: emptyFile(join(dir, 'copy.db')), maxRate: 4 * 1024 * 1024, cpus: BESIDE }, { timeout: 60_000, signal: closing.signal })
@@ -209,12 +214,7 @@ t.test('ending the snapshot thread during a copy beside the check ends its helpe
 })
 
 t.test('close() during a large backup ends the snapshot thread (and its helper, CPUs allowing)', async (t) => {
-  const dir = t.testdir()
-  const { db, path } = largeWalDatabase(dir)
-  t.teardown(() => db.close())
-  await endCopyHelper()
-  await delay(100) // let the previous tests' threads finish exiting
-  const threadsBefore = threadCount()
+  const { dir, path, threadsBefore } = await largeDatabaseAndThreads(t)
   const app = await buildApp(t, { database: path, destination: join(dir, 'backups'), interval: false, maxRate: '4MB', closeTimeout: 0 })
   const backup = app.backup.now().then(() => 'published', (err: Error & { code?: string }) => err.code)
   // The snapshot thread is running, and its helper where this machine's CPUs allow one.
