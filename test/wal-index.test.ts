@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { pinWithWal, closeWal } from '../lib/wal-snapshot'
-import { readWalHeader, readCommits, startOf } from '../lib/continuous/wal-file'
+import { readWalHeader, readCommits, startOf, walChecksum } from '../lib/continuous/wal-file'
 import { walIndexHeader, mxFrameOf } from '../lib/wal-index'
 import { createDatabase, holdCommitsInWal } from './helpers'
 
@@ -97,4 +97,50 @@ t.test('the pin reads the wal-index, not the WAL\'s pages', async (t) => {
   const walBytes = fs.statSync(`${path}-wal`).size
   t.ok(bytesRead < 64 * 1024, `${bytesRead} bytes read to pin a snapshot over a WAL of ${walBytes} bytes`)
   source.exec('COMMIT')
+})
+
+/**
+ * Puts a changed copy of the WAL at its path, as a file SQLite's open descriptors do not see: the pin opens the
+ * WAL by its path, and must not read pages from a file the wal-index does not describe.
+ */
+function replaceWalAtPath (path: string, change: (wal: Buffer) => void): void {
+  const wal = fs.readFileSync(`${path}-wal`)
+  change(wal)
+  fs.writeFileSync(`${path}-wal.new`, wal)
+  fs.renameSync(`${path}-wal.new`, `${path}-wal`)
+}
+
+t.test('the pin refuses a WAL that is not the one the wal-index describes', async (t) => {
+  const cases: Array<[string, (wal: Buffer, mxFrame: number) => void]> = [
+    // Another incarnation of the same frames: other salts in the header (its checksum made again) and every frame.
+    ['a WAL of other salts', (wal) => {
+      const salt = (wal.readUInt32BE(16) ^ 1) >>> 0
+      wal.writeUInt32BE(salt, 16)
+      const bigEndianChecksums = wal.readUInt32BE(0) === 0x377f0683 // the magic number says so
+      const [s0, s1] = walChecksum(wal, 0, 24, [0, 0], bigEndianChecksums)
+      wal.writeUInt32BE(s0, 24)
+      wal.writeUInt32BE(s1, 28)
+      for (let at = 32; at + 4096 + 24 <= wal.length; at += 4096 + 24) wal.writeUInt32BE(salt, at + 8)
+    }],
+    ['another size in the last commit frame', (wal, mxFrame) => {
+      const at = 32 + (mxFrame - 1) * (4096 + 24) + 4
+      wal.writeUInt32BE(wal.readUInt32BE(at) + 1, at)
+    }]
+  ]
+  const dir = t.testdir()
+  for (const [i, [name, change]] of cases.entries()) {
+    const path = join(dir, `app-${i}.db`)
+    const db = longWal(path, 100)
+    const source = new Database(path, { fileMustExist: true })
+    t.teardown(() => { source.close(); db.close() })
+    // Pinned once as it is; both connections have the WAL open from then on, the file the wal-index describes.
+    const pinned = await pinWithWal(path, source, () => false)
+    t.ok(pinned?.wal !== undefined, `${name}: the WAL as it was is used`)
+    const mxFrame = mxFrameOf(walIndexHeader(pinned!.shm)!)
+    closeWal(pinned)
+    source.exec('COMMIT')
+    replaceWalAtPath(path, (wal) => change(wal, mxFrame))
+    t.equal(await pinWithWal(path, source, () => false), undefined, `${name}: not pinned with the WAL, left to the backup API`)
+    source.exec('COMMIT')
+  }
 })
