@@ -13,7 +13,7 @@ import { SCRATCH_DIR, ensureDirs } from './lib/paths.mjs'
 
 const require = createRequire(import.meta.url)
 const backup = require('fastify-sqlite-backup')
-const { CHECK_BESIDE_COPY_MIN_CPUS } = require('../dist/check-beside-copy.js')
+const { checksBesideCopy } = require('../dist/check-beside-copy.js')
 // Long enough for a new thread's start-up garbage to settle.
 const SETTLE_MS = 500
 
@@ -39,7 +39,7 @@ try {
   console.log('|---|---|---|')
   console.log(`| registered, not ready | ${registered.toFixed(1)} | |`)
   console.log(`| ready: the snapshot thread started | ${ready.toFixed(1)} | ${(ready - registered).toFixed(1)} |`)
-  const helper = availableParallelism() >= CHECK_BESIDE_COPY_MIN_CPUS ? 'its copy helper started' : `no copy helper with ${availableParallelism()} CPUs`
+  const helper = checksBesideCopy() ? 'its copy helper started' : `no copy helper with ${availableParallelism()} CPUs`
   console.log(`| after a 100 MB backup: ${helper} | ${afterLarge.toFixed(1)} | ${(afterLarge - ready).toFixed(1)} |`)
 } finally {
   rmSync(dir, { recursive: true, force: true })

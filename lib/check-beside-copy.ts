@@ -38,13 +38,18 @@ export interface CheckedRawCopy {
   checked: 'pinned-beside-copy' | 'pinned-after-copy'
 }
 
+/** Whether a machine with `cpus` CPUs (this process's, by default) checks a large copy beside it, in two threads. */
+export function checksBesideCopy (cpus = availableParallelism()): boolean {
+  return cpus >= CHECK_BESIDE_COPY_MIN_CPUS
+}
+
 /**
  * Copies the snapshot that `source`'s read transaction pins (as copyWalSnapshot does) and checks it through
  * `source`: beside each other where `cpus` (the CPUs this process may use) leaves the app one, one after the other
  * in this thread otherwise. Throws as copyWhileChecking does.
  */
 export async function copyAndCheck (source: Database.Database, job: RawCopyJob, shouldStop: ShouldStop, cpus = availableParallelism()): Promise<CheckedRawCopy> {
-  if (cpus >= CHECK_BESIDE_COPY_MIN_CPUS) return await copyWhileChecking(source, job, shouldStop)
+  if (checksBesideCopy(cpus)) return await copyWhileChecking(source, job, shouldStop)
   const checksum = await copyWalSnapshot(job, shouldStop)
   if (shouldStop()) throw new TaskAborted()
   return { checksum, problems: checkConnection(source, 'quick_check'), checked: 'pinned-after-copy' }
